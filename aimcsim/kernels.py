@@ -1,0 +1,441 @@
+"""Numba kernels: the analog read with its IO chain and the four update realisations.
+
+Kernels are pure functions on arrays. Random streams come in as uint64 keys or states and
+go out as new states, so every draw is reproducible from the owning tile's seed; crossbar
+rows processed in parallel each get their own stream, so results do not depend on the
+number of threads. Weights are float32 (the precision of aihwkit's CPU simulator).
+
+Read (forward y = W x, backward z = W^T d; the backward passes W.T):
+    noise management (scale the input by max|x|), DAC (quantise to ``inp_res``, clip at
+    ``inp_bound``, optional input noise), the array (a matrix-vector product), additive
+    output noise ``out_noise``, ADC (quantise to ``out_res``, clip at ``out_bound``), and
+    iterative bound management (halve the input and read again while any output saturates).
+    Returns the bound-management passes, which the timing model charges.
+
+Update (W <- W - lr d x^T in expectation, rows of a batch applied one after the other):
+    ``pulsed_update``    stochastic pulse trains of length BL (or deterministic pulse counts)
+                         with aihwkit's update and update-BL management; one device pulse,
+                         with one cycle-to-cycle noise draw, per coincidence.
+    ``expected_update``  W <- W + dW * q(W) / dw_min with q the device's noise-free step in
+                         the direction of dW (= W + dW F(W) - |dW| G(W)).
+    ``float_update``     exact floating point.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from .devices import (CONSTANT_STEP, G_MULT_NOISE, G_STD, LINEAR_STEP, P_SCALE_DOWN, P_SCALE_UP,
+                      P_SHAPE_DOWN, P_SHAPE_UP, P_WMAX, P_WMIN, SOFT_BOUNDS, direction_params, pulse,
+                      step_size)
+from .rng import mix, next_normal, next_uniform, stream
+
+# Layout of the IO parameter vector (``params.IOParameters.as_array``).
+(IO_INP_BOUND, IO_INP_RES, IO_INP_NOISE, IO_OUT_BOUND, IO_OUT_RES, IO_OUT_NOISE, IO_OUT_SCALE,
+ IO_NM, IO_NM_THRES, IO_BM, IO_MAX_BM_FACTOR, IO_MAX_BM_RES, IO_BM_NEG) = range(13)
+
+NONFINITE = -1  # status returned when an input holds NaN or inf
+
+
+@njit(cache=True)
+def _quantise(value: float, res: float) -> float:
+    """Round to the nearest multiple of ``res`` (half away from zero, as aihwkit); res <= 0: exact."""
+    if res <= 0.0:
+        return value
+    q = math.floor(abs(value) / res + 0.5) * res
+    return q if value >= 0.0 else -q
+
+
+@njit(cache=True)
+def _noise_scale(x: np.ndarray, kind: int, thres: float) -> float:
+    """Input scale of noise management: 1 for none, else max|x|, max x or a constant."""
+    if kind == 0:
+        return 1.0
+    if kind == 3:
+        return thres if thres > 0.0 else 1.0
+    s = 0.0
+    if kind == 1:
+        for v in x:
+            a = abs(v)
+            if a > s:
+                s = a
+    else:
+        s = -np.inf
+        for v in x:
+            if v > s:
+                s = v
+    return min(s, thres) if thres > 0.0 else s
+
+
+@njit(cache=True)
+def analog_read(matrix: np.ndarray, inputs: np.ndarray, io: np.ndarray, rng_state: np.ndarray):
+    """Read every row of ``inputs`` (n, in) through ``matrix`` (out, in) with the IO chain.
+
+    ``rng_state`` is a one-element uint64 array, advanced in place. Returns (outputs (n, out)
+    float32, total bound-management passes); the pass count is ``NONFINITE`` if an input holds
+    NaN or inf (nothing is read then).
+    """
+    n_vec = inputs.shape[0]
+    n_out = matrix.shape[0]
+    outputs = np.zeros((n_vec, n_out), dtype=np.float32)
+    for b in range(n_vec):
+        for v in inputs[b]:
+            if not np.isfinite(v):
+                return outputs, NONFINITE
+    state = rng_state[0]
+    buffer = np.empty(inputs.shape[1], dtype=np.float32)
+    inp_bound = io[IO_INP_BOUND]
+    inp_res = io[IO_INP_RES]
+    inp_noise = io[IO_INP_NOISE]
+    out_bound = io[IO_OUT_BOUND]
+    out_res = io[IO_OUT_RES]
+    out_noise = io[IO_OUT_NOISE]
+    nm = int(io[IO_NM])
+    bm = io[IO_BM] > 0.0
+    passes = 0
+    for b in range(n_vec):
+        x = inputs[b]
+        nm_scale = _noise_scale(x, nm, io[IO_NM_THRES])
+        if nm != 0 and nm_scale <= 0.0 and inp_noise <= 0.0:
+            passes += 1  # an all-zero input reads zeros
+            continue
+        reduction = 0.5
+        while True:
+            reduction *= 2.0
+            scale = 1.0 / reduction
+            if nm != 0 and nm_scale > 0.0:
+                scale /= nm_scale
+            for j in range(x.shape[0]):
+                v = _quantise(x[j] * scale, inp_res)
+                v = min(max(v, -inp_bound), inp_bound)
+                if inp_noise > 0.0:
+                    state, xi = next_normal(state)
+                    v += inp_noise * xi
+                buffer[j] = v
+            y = np.dot(matrix, buffer)
+            passed = True
+            for i in range(n_out):
+                v = float(y[i])
+                if out_noise > 0.0:
+                    state, xi = next_normal(state)
+                    v += out_noise * xi
+                v = _quantise(v, out_res)
+                if v > out_bound:
+                    v = out_bound
+                    passed = False
+                elif v < -out_bound:
+                    v = -out_bound
+                    if io[IO_BM_NEG] > 0.0:
+                        passed = False
+                y[i] = v
+            passes += 1
+            if not bm:
+                break
+            if passed or reduction > io[IO_MAX_BM_FACTOR] or (
+                    inp_res > 0.0 and reduction > io[IO_MAX_BM_RES] / inp_res):
+                break
+        factor = io[IO_OUT_SCALE] / scale
+        for i in range(n_out):
+            outputs[b, i] = y[i] * factor
+    rng_state[0] = state
+    return outputs, passes
+
+
+@njit(cache=True)
+def all_finite(a: np.ndarray) -> bool:
+    """True if no element of ``a`` is NaN or inf."""
+    for v in a.ravel():
+        if not np.isfinite(v):
+            return False
+    return True
+
+
+@njit(cache=True)
+def _popcount(v: np.uint64) -> int:
+    """Number of set bits (LLVM turns this idiom into one popcnt instruction)."""
+    v = v - ((v >> np.uint64(1)) & np.uint64(0x5555555555555555))
+    v = (v & np.uint64(0x3333333333333333)) + ((v >> np.uint64(2)) & np.uint64(0x3333333333333333))
+    v = (v + (v >> np.uint64(4))) & np.uint64(0x0F0F0F0F0F0F0F0F)
+    return int((v * np.uint64(0x0101010101010101)) >> np.uint64(56))
+
+
+@njit(cache=True)
+def update_management(lr: float, x_amax: float, d_amax: float, dw_min: float, desired_bl: int,
+                      fixed_bl: bool, bl_management: bool, management: bool, grad_scale: float):
+    """Pulse-train length BL and probability scales (A for d, B for x), as aihwkit computes them."""
+    if lr <= 0.0:
+        return 0, 0.0, 0.0
+    if fixed_bl or bl_management:
+        bl = desired_bl
+        a = math.sqrt(lr / (dw_min * bl))
+        b = a
+    elif dw_min * desired_bl < lr:
+        a = 1.0
+        b = 1.0
+        bl = max(int(math.ceil(lr / dw_min)), 1)
+    else:
+        bl = desired_bl
+        a = math.sqrt(lr / (dw_min * bl))
+        b = a
+    if management or bl_management:
+        if x_amax == 0.0 or d_amax == 0.0:
+            return 0, 1.0, 1.0
+        x_val = x_amax
+        d_val = grad_scale * d_amax
+        k_val = lr * x_val * d_val / dw_min
+        if bl_management:
+            bl = min(int(math.ceil(k_val)), desired_bl)
+            a = math.sqrt(lr / (dw_min * bl))
+            b = a
+        if k_val > desired_bl:
+            d_val *= desired_bl / k_val
+        a *= math.sqrt(x_val / d_val)
+        b *= math.sqrt(d_val / x_val)
+    return bl, a, b
+
+
+@njit(cache=True)
+def _abs_max(v: np.ndarray) -> float:
+    m = 0.0
+    for e in v:
+        if abs(e) > m:
+            m = abs(e)
+    return m
+
+
+@njit(cache=True)
+def _stochastic_trains(values: np.ndarray, prob_scale: float, bl: int, state: np.uint64,
+                       masks: np.ndarray) -> np.uint64:
+    """Bit masks of Bernoulli pulse trains: slot t of element j fires with p = min(|v_j| s, 1)."""
+    for j in range(values.shape[0]):
+        p = min(abs(values[j]) * prob_scale, 1.0)
+        m = np.uint64(0)
+        if p > 0.0:
+            for t in range(bl):
+                state, u = next_uniform(state)
+                if u < p:
+                    m |= np.uint64(1) << np.uint64(t)
+        masks[j] = m
+    return state
+
+
+@njit(cache=True)
+def _group_columns(x: np.ndarray, masks: np.ndarray, order: np.ndarray, starts: np.ndarray,
+                   group_mask: np.ndarray, group_up_if_d_pos: np.ndarray) -> int:
+    """Group the columns that fire by (pulse-train mask, sign of x); returns the group count.
+
+    Columns of group g are ``order[starts[g]:starts[g + 1]]``. Every column of a group sees
+    the same coincidence count and direction on a given row, so the per-row work is one
+    popcount per group and the inner loop runs without unpredictable branches.
+    """
+    n = x.shape[0]
+    keys = np.empty(n, dtype=np.uint64)
+    for j in range(n):
+        keys[j] = (masks[j] << np.uint64(1)) | np.uint64(1 if x[j] < 0.0 else 0)
+    order[:] = np.argsort(keys, kind="mergesort")
+    groups = 0
+    k = 0
+    while k < n:
+        first = order[k]
+        if masks[first] == np.uint64(0):
+            k += 1
+            continue
+        starts[groups] = k
+        group_mask[groups] = masks[first]
+        group_up_if_d_pos[groups] = x[first] < 0.0  # dW = -lr d x > 0 when the signs differ
+        end = k
+        while end < n and keys[order[end]] == keys[first]:
+            end += 1
+        groups += 1
+        starts[groups] = end
+        k = end
+    return groups
+
+
+@njit(cache=True, inline="always")
+def _fire_linear(weights, block, order, k0, k1, i, n, up, has_shape, soft, std, mult, noise, q):
+    """Fire ``n`` pulses on columns order[k0:k1] of row i for the linear family.
+
+    Covers constant step (no shape), linear step (stored slope) and soft bounds (slope
+    -scale/bound from each device's own bound) with multiplicative or additive noise; the
+    loop has no model dispatch, which is what keeps a pulse at a few nanoseconds.
+    """
+    s_row = P_SCALE_UP if up else P_SCALE_DOWN
+    h_row = P_SHAPE_UP if up else P_SHAPE_DOWN
+    sign = 1.0 if up else -1.0
+    for k in range(k0, k1):
+        j = order[k]
+        w = np.float64(weights[i, j])
+        wmax = block[P_WMAX, i, j]
+        wmin = block[P_WMIN, i, j]
+        scale = np.float64(block[s_row, i, j])
+        if soft:
+            bound = wmax if up else wmin
+            slope = -scale / bound if bound != 0.0 else 0.0
+        elif has_shape:
+            slope = np.float64(block[h_row, i, j])
+        else:
+            slope = 0.0
+        for _ in range(n):
+            xi = noise[q]
+            q += 1
+            base = slope * w + scale
+            dw = base * (1.0 + std * xi) if mult else base + scale * std * xi
+            w = min(max(w + sign * dw, wmin), wmax)
+        weights[i, j] = w
+    return q
+
+
+@njit(cache=True, inline="always")
+def _fire_generic(weights, block, order, k0, k1, i, n, up, model, shared, noise, q):
+    """Fire ``n`` pulses on columns order[k0:k1] of row i for any model (exp, pow, piecewise)."""
+    for k in range(k0, k1):
+        j = order[k]
+        w = weights[i, j]
+        wmax = block[P_WMAX, i, j]
+        wmin = block[P_WMIN, i, j]
+        scale, shape = direction_params(block, model, i, j, up)
+        for _ in range(n):
+            w = pulse(model, w, up, wmax, wmin, scale, shape, shared, noise[q])
+            q += 1
+        weights[i, j] = w
+    return q
+
+
+@njit(parallel=True, cache=True)
+def pulsed_update(weights: np.ndarray, block: np.ndarray, model: int, shared: np.ndarray,
+                  xs: np.ndarray, ds: np.ndarray, lr: float, dw_min: float, desired_bl: int,
+                  fixed_bl: bool, bl_management: bool, management: bool, grad_scale: float,
+                  deterministic: bool, key: np.uint64):
+    """Apply rows of (xs, ds) as sequential pulsed rank-one updates, in place.
+
+    Stochastic: x_j and d_i become Bernoulli pulse trains of BL slots with probabilities
+    B|x_j| and A|d_i| (update management); cross-point (i, j) fires once per slot where both
+    trains pulse. Deterministic implicit: it fires round(BL * A|d_i| * B|x_j|) times.
+    Returns (pulse slots summed over vectors, largest BL, coincidences = device pulses fired).
+    """
+    n_out, n_in = weights.shape
+    x_masks = np.zeros(n_in, dtype=np.uint64)
+    d_masks = np.zeros(n_out, dtype=np.uint64)
+    x_prob = np.zeros(n_in, dtype=np.float64)
+    d_prob = np.zeros(n_out, dtype=np.float64)
+    order = np.empty(n_in, dtype=np.int64)
+    starts = np.empty(n_in + 1, dtype=np.int64)
+    group_mask = np.empty(n_in, dtype=np.uint64)
+    group_up = np.empty(n_in, dtype=np.bool_)
+    fired = np.zeros(n_out, dtype=np.int64)
+    noisy = shared[G_STD] > 0.0
+    std = shared[G_STD]
+    mult = shared[G_MULT_NOISE] > 0.0 or model == CONSTANT_STEP
+    linear_family = model == SOFT_BOUNDS or model == LINEAR_STEP or model == CONSTANT_STEP
+    soft = model == SOFT_BOUNDS
+    has_shape = model == LINEAR_STEP
+    slots = 0
+    max_bl = 0
+    for b in range(xs.shape[0]):
+        x = xs[b]
+        d = ds[b]
+        bl, a_scale, b_scale = update_management(lr, _abs_max(x), _abs_max(d), dw_min, desired_bl,
+                                                 fixed_bl, bl_management, management, grad_scale)
+        if bl <= 0:
+            continue
+        slots += bl
+        max_bl = max(max_bl, bl)
+        sub_key = stream(key, np.uint64(b))
+        if deterministic:
+            # one group per firing column; the count is computed per (i, j) below
+            groups = 0
+            starts[0] = 0
+            for j in range(n_in):
+                x_prob[j] = min(abs(x[j]) * b_scale, 1.0)
+                if x_prob[j] > 0.0:
+                    order[groups] = j
+                    group_up[groups] = x[j] < 0.0
+                    groups += 1
+                    starts[groups] = groups
+            for i in range(n_out):
+                d_prob[i] = min(abs(d[i]) * a_scale, 1.0) * bl
+        else:
+            _stochastic_trains(x, b_scale, bl, stream(sub_key, np.uint64(n_out)), x_masks)
+            _stochastic_trains(d, a_scale, bl, stream(sub_key, np.uint64(n_out + 1)), d_masks)
+            groups = _group_columns(x, x_masks, order, starts, group_mask, group_up)
+        n_chunks = min(n_out, 16)
+        per_chunk = (n_out + n_chunks - 1) // n_chunks
+        counts_all = np.empty((n_chunks, max(groups, 1)), dtype=np.int64)
+        noise_all = np.zeros((n_chunks, n_in * bl), dtype=np.float64)  # stays 0 without c-to-c noise
+        for c in prange(n_chunks):
+            counts = counts_all[c]
+            noise = noise_all[c]
+            for i in range(c * per_chunk, min((c + 1) * per_chunk, n_out)):
+                if deterministic:
+                    if d_prob[i] == 0.0:
+                        continue
+                elif d_masks[i] == np.uint64(0):
+                    continue
+                total = 0
+                for g in range(groups):
+                    if deterministic:
+                        counts[g] = int(math.floor(d_prob[i] * x_prob[order[starts[g]]] + 0.5))
+                    else:
+                        counts[g] = _popcount(d_masks[i] & group_mask[g])
+                    total += counts[g] * (starts[g + 1] - starts[g])
+                if noisy:  # one cycle-to-cycle draw per coincidence, from the row's own stream
+                    state = stream(sub_key, np.uint64(i))
+                    for t in range(total):
+                        state, noise[t] = next_normal(state)
+                d_positive = d[i] > 0.0
+                q = 0
+                for g in range(groups):
+                    n = counts[g]
+                    if n == 0:
+                        continue
+                    up = group_up[g] == d_positive
+                    if linear_family:
+                        q = _fire_linear(weights, block, order, starts[g], starts[g + 1], i, n, up,
+                                         has_shape, soft, std, mult, noise, q)
+                    else:
+                        q = _fire_generic(weights, block, order, starts[g], starts[g + 1], i, n, up,
+                                          model, shared, noise, q)
+                fired[i] += total
+    return slots, max_bl, fired.sum()
+
+
+@njit(parallel=True, cache=True)
+def expected_update(weights: np.ndarray, block: np.ndarray, model: int, shared: np.ndarray,
+                    xs: np.ndarray, ds: np.ndarray, lr: float, dw_min: float) -> None:
+    """W <- clip(W + dW q(W)/dw_min) per row, dW = -lr d x^T, q the noise-free step toward dW."""
+    n_out, n_in = weights.shape
+    for b in range(xs.shape[0]):
+        x = xs[b]
+        d = ds[b]
+        for i in prange(n_out):
+            for j in range(n_in):
+                dw = -lr * d[i] * x[j]
+                if dw == 0.0:
+                    continue
+                w = weights[i, j]
+                up = dw > 0.0
+                wmax = block[P_WMAX, i, j]
+                wmin = block[P_WMIN, i, j]
+                scale, shape = direction_params(block, model, i, j, up)
+                q = step_size(model, w, up, wmax, wmin, scale, shape, shared) / dw_min
+                weights[i, j] = min(max(w + dw * q, wmin), wmax)
+
+
+@njit(cache=True)
+def float_update(weights: np.ndarray, xs: np.ndarray, ds: np.ndarray, lr: float) -> None:
+    """W <- W - lr d x^T in float32, rows one after the other (no bounds, no pulses)."""
+    lr32 = np.float32(lr)
+    n_out, n_in = weights.shape
+    for b in range(xs.shape[0]):
+        for i in range(n_out):
+            di = ds[b, i]
+            for j in range(n_in):
+                weights[i, j] = weights[i, j] - lr32 * (di * xs[b, j])
+
+
+__all__ = ["analog_read", "all_finite", "pulsed_update", "expected_update", "float_update",
+           "update_management", "NONFINITE", "mix"]

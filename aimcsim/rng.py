@@ -1,0 +1,144 @@
+"""Counter-based random numbers for the numba kernels.
+
+Every random draw in aimcsim comes from a SplitMix64 stream whose state is a plain
+``uint64`` owned by the caller (a tile keeps its states in small arrays). A stream is
+derived from a key with :func:`stream`, so parallel kernels give each crossbar row its own
+stream keyed by (call counter, row): results are bit-identical whatever the thread count.
+
+Normal deviates use the Marsaglia-Tsang ziggurat (128 layers) on 64-bit draws, with the
+layer index and the value taken from disjoint bits. It costs about one SplitMix64 step per
+draw, several times cheaper than numpy's generator called per element, which matters
+because a pulsed update draws one cycle-to-cycle noise sample per coincidence.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX2 = np.uint64(0x94D049BB133111EB)
+_S30 = np.uint64(30)
+_S27 = np.uint64(27)
+_S31 = np.uint64(31)
+_S11 = np.uint64(11)
+_S32 = np.uint64(32)
+_MASK7 = np.uint64(127)
+_TO_UNIT = 1.0 / 9007199254740992.0  # 2**-53
+
+
+def _ziggurat_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Tables kn, wn, fn of the 128-layer ziggurat for the standard normal (Marsaglia-Tsang)."""
+    m1 = 2147483648.0
+    dn = 3.442619855899
+    tn = dn
+    vn = 9.91256303526217e-3
+    kn = np.zeros(128, np.int64)
+    wn = np.zeros(128, np.float64)
+    fn = np.zeros(128, np.float64)
+    q = vn / math.exp(-0.5 * dn * dn)
+    kn[0] = int((dn / q) * m1)
+    kn[1] = 0
+    wn[0] = q / m1
+    wn[127] = dn / m1
+    fn[0] = 1.0
+    fn[127] = math.exp(-0.5 * dn * dn)
+    for i in range(126, 0, -1):
+        dn = math.sqrt(-2.0 * math.log(vn / dn + math.exp(-0.5 * dn * dn)))
+        kn[i + 1] = int((dn / tn) * m1)
+        tn = dn
+        fn[i] = math.exp(-0.5 * dn * dn)
+        wn[i] = dn / m1
+    return kn, wn, fn
+
+
+_KN, _WN, _FN = _ziggurat_tables()
+_ZIG_R = 3.442620
+
+
+@njit(cache=True)
+def mix(z: np.uint64) -> np.uint64:
+    """SplitMix64 finaliser: a bijective scramble of a 64-bit word."""
+    z = (z ^ (z >> _S30)) * _MIX1
+    z = (z ^ (z >> _S27)) * _MIX2
+    return z ^ (z >> _S31)
+
+
+@njit(cache=True)
+def stream(key: np.uint64, index: np.uint64) -> np.uint64:
+    """Initial state of the independent stream number ``index`` under ``key``."""
+    return mix(key ^ mix((index + np.uint64(1)) * _GOLDEN))
+
+
+@njit(cache=True)
+def next_u64(s: np.uint64) -> tuple[np.uint64, np.uint64]:
+    """Advance state ``s``; return (new state, 64 random bits).
+
+    States are passed by value, never in arrays, so that kernels keep them in registers
+    (and numba inserts no reference counting around the rare slow path of the ziggurat).
+    """
+    s = np.uint64(s) + _GOLDEN  # coerce: a state that crossed into Python may come back as int64
+    return s, mix(s)
+
+
+@njit(cache=True)
+def next_uniform(s: np.uint64) -> tuple[np.uint64, float]:
+    """Advance ``s``; return (new state, uniform deviate in [0, 1) with 53 random bits)."""
+    s, r = next_u64(s)
+    return s, float(r >> _S11) * _TO_UNIT
+
+
+@njit(cache=True)
+def _normal_tail(s: np.uint64, hz: int, iz: int) -> tuple[np.uint64, float]:
+    """Slow path of the ziggurat (about 2.8 % of the draws)."""
+    while True:
+        x = hz * _WN[iz]
+        if iz == 0:
+            while True:
+                s, u1 = next_uniform(s)
+                s, u2 = next_uniform(s)
+                xt = -math.log(1.0 - u1) * 0.2904764
+                yt = -math.log(1.0 - u2)
+                if yt + yt >= xt * xt:
+                    break
+            return s, (_ZIG_R + xt if hz > 0 else -_ZIG_R - xt)
+        s, u = next_uniform(s)
+        if _FN[iz] + u * (_FN[iz - 1] - _FN[iz]) < math.exp(-0.5 * x * x):
+            return s, x
+        s, r = next_u64(s)
+        iz = int(r & _MASK7)
+        hz = np.int64(r >> _S32) - 2147483648
+        if abs(hz) < _KN[iz]:
+            return s, hz * _WN[iz]
+
+
+@njit(cache=True)
+def next_normal(s: np.uint64) -> tuple[np.uint64, float]:
+    """Advance ``s``; return (new state, standard normal deviate)."""
+    s, r = next_u64(s)
+    iz = int(r & _MASK7)
+    hz = np.int64(r >> _S32) - 2147483648
+    if abs(hz) < _KN[iz]:
+        return s, hz * _WN[iz]
+    return _normal_tail(s, hz, iz)
+
+
+def seed_key(*words: int) -> np.uint64:
+    """A 64-bit key from integers (seed, purpose, ...), for deriving streams in Python."""
+    z = np.uint64(0x6A09E667F3BCC909)
+    with np.errstate(over="ignore"):
+        for w in words:
+            z = np.uint64(_mix_py(int(z) ^ (int(w) & 0xFFFFFFFFFFFFFFFF)))
+    return z
+
+
+def _mix_py(z: int) -> int:
+    """Pure-Python SplitMix64 step (used only to derive keys)."""
+    mask = 0xFFFFFFFFFFFFFFFF
+    z = (z + 0x9E3779B97F4A7C15) & mask
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+    return z ^ (z >> 31)

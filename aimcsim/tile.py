@@ -1,0 +1,168 @@
+"""AnalogTile: one crossbar's state and the three operations the hardware can do.
+
+A tile holds float32 weights (out_size x in_size), its drawn device population and the
+seeded random streams of its reads and updates. ``forward`` (y = W x), ``backward``
+(z = W^T d) and ``update`` (W <- W - lr d x^T, realised as pulses) are the only ways to
+touch the weights, as on a real crossbar; each records in ``last_report`` what the hardware
+did (vectors, bound-management passes, pulse-train lengths, coincidences), because the
+timing model charges clock cycles from exactly these quantities.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from pydantic import BaseModel
+
+from . import kernels
+from .devices import IDEAL, P_WMAX, P_WMIN, IdealDevice, parse_device, populate
+from .errors import ConfigError, parse_model
+from .params import IOParameters, UpdateParameters
+from .rng import seed_key, stream
+
+
+@dataclass(frozen=True)
+class OpReport:
+    """What one tile operation did in hardware terms.
+
+    op: 'F', 'B' or 'U'; vectors: rows processed; passes: analog reads including repeats of
+    bound management (reads only); pulse_slots: sum over vectors of the realised BL;
+    max_bl: the longest pulse train; coincidences: device pulses fired (updates only).
+    """
+
+    op: str
+    vectors: int
+    passes: int = 0
+    pulse_slots: int = 0
+    max_bl: int = 0
+    coincidences: int = 0
+
+
+def _as_matrix(value: object, width: int, name: str) -> tuple[np.ndarray, bool]:
+    """(rows as a C-contiguous float32 matrix, whether the input was a single vector)."""
+    arr = np.asarray(value, dtype=np.float32)
+    single = arr.ndim == 1
+    if single:
+        arr = arr[None, :]
+    if arr.ndim != 2 or arr.shape[1] != width:
+        raise ConfigError(f"{name}: expected shape ({width},) or (batch, {width}), got {np.shape(value)}")
+    return np.ascontiguousarray(arr), single
+
+
+class AnalogTile:
+    """A crossbar of resistive devices with forward, backward and pulsed update.
+
+    Parameters take the same mappings as the YAML sections ``device``, ``update`` and
+    ``io.forward`` / ``io.backward`` (or the typed objects built from them). The backward
+    read defaults to no bound management, as in aihwkit.
+    """
+
+    def __init__(self, out_size: int, in_size: int, device: object = None, update: object = None,
+                 forward_io: object = None, backward_io: object = None, seed: int = 0) -> None:
+        for name, size in (("out_size", out_size), ("in_size", in_size)):
+            if not isinstance(size, (int, np.integer)) or isinstance(size, bool) or size < 1:
+                raise ConfigError(f"{name}: must be a positive integer, got {size!r}")
+        if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+            raise ConfigError(f"seed: must be a non-negative integer, got {seed!r}")
+        self.out_size = int(out_size)
+        self.in_size = int(in_size)
+        self.seed = int(seed)
+        self.device = parse_device(device, "device")
+        self.update_params: UpdateParameters = parse_model(UpdateParameters, update, "update")
+        self.forward_io: IOParameters = parse_model(IOParameters, forward_io, "io.forward")
+        if backward_io is None or (isinstance(backward_io, dict) and "bound_management" not in backward_io
+                                   and not isinstance(backward_io, BaseModel)):
+            backward_io = {"bound_management": "none", **(backward_io or {})}
+        self.backward_io: IOParameters = parse_model(IOParameters, backward_io, "io.backward")
+        self._fwd = self.forward_io.as_array()
+        self._bwd = self.backward_io.as_array()
+
+        population_rng = np.random.default_rng([self.seed, 0xD7])
+        self.population = populate(self.device, (self.out_size, self.in_size), population_rng)
+        self._read_state = np.array([stream(seed_key(self.seed, 0xF0), np.uint64(0))], dtype=np.uint64)
+        self._update_key = seed_key(self.seed, 0xF1)
+        self._update_calls = 0
+        self._weights = np.zeros((self.out_size, self.in_size), dtype=np.float32)
+        self._clip_to_bounds()
+        self.last_report: OpReport | None = None
+
+    # ---------------------------------------------------------------- weights
+    def get_weights(self) -> np.ndarray:
+        """A copy of the weights, shape (out_size, in_size)."""
+        return self._weights.copy()
+
+    def set_weights(self, weights: object) -> None:
+        """Program the weights; values beyond a device's own bounds are clipped to them."""
+        w = np.asarray(weights, dtype=np.float32)
+        if w.shape != self._weights.shape:
+            raise ConfigError(f"weights: expected shape {self._weights.shape}, got {np.shape(weights)}")
+        if not kernels.all_finite(w):
+            raise ConfigError("weights: must be finite (found NaN or inf)")
+        self._weights[...] = w
+        self._clip_to_bounds()
+
+    def _clip_to_bounds(self) -> None:
+        if self.population.model != IDEAL:
+            block = self.population.block
+            np.clip(self._weights, block[P_WMIN], block[P_WMAX], out=self._weights)
+
+    # ------------------------------------------------------------------ reads
+    def _read(self, matrix: np.ndarray, values: object, io: np.ndarray, perfect: bool,
+              width: int, name: str, op: str) -> np.ndarray:
+        rows, single = _as_matrix(values, width, name)
+        if perfect:
+            if not kernels.all_finite(rows):
+                raise ConfigError(f"{name}: must be finite (found NaN or inf)")
+            out = rows @ matrix.T
+            passes = rows.shape[0]
+        else:
+            out, passes = kernels.analog_read(matrix, rows, io, self._read_state)
+            if passes == kernels.NONFINITE:
+                raise ConfigError(f"{name}: must be finite (found NaN or inf)")
+        self.last_report = OpReport(op, rows.shape[0], passes=int(passes))
+        return out[0] if single else out
+
+    def forward(self, x: object) -> np.ndarray:
+        """Forward read y = W x of one vector (in_size,) or a batch of rows (n, in_size)."""
+        return self._read(self._weights, x, self._fwd, self.forward_io.perfect, self.in_size, "x", "F")
+
+    def backward(self, d: object) -> np.ndarray:
+        """Transposed read z = W^T d of one vector (out_size,) or a batch of rows (n, out_size)."""
+        return self._read(self._weights.T, d, self._bwd, self.backward_io.perfect, self.out_size, "d", "B")
+
+    # ----------------------------------------------------------------- update
+    def update(self, x: object, d: object, lr: float) -> None:
+        """Rank-one update W <- W - lr d x^T as the configured pulses (rows applied in order)."""
+        xs, _ = _as_matrix(x, self.in_size, "x")
+        ds, _ = _as_matrix(d, self.out_size, "d")
+        if xs.shape[0] != ds.shape[0]:
+            raise ConfigError(f"d: batch of {ds.shape[0]} rows does not match x's {xs.shape[0]}")
+        if not isinstance(lr, (int, float, np.floating)) or not np.isfinite(lr) or lr < 0:
+            raise ConfigError(f"lr: must be a finite number >= 0, got {lr!r}")
+        if not (kernels.all_finite(xs) and kernels.all_finite(ds)):
+            raise ConfigError(f"{'x' if not kernels.all_finite(xs) else 'd'}: must be finite (found NaN or inf)")
+        up = self.update_params
+        pop = self.population
+        n = xs.shape[0]
+        if up.pulse_type == "none" or isinstance(self.device, IdealDevice):
+            kernels.float_update(self._weights, xs, ds, float(lr))
+            self.last_report = OpReport("U", n)
+        elif up.pulse_type == "expected":
+            kernels.expected_update(self._weights, pop.block, pop.model, pop.shared, xs, ds,
+                                    float(lr), pop.dw_min)
+            self.last_report = OpReport("U", n)
+        else:
+            key = np.uint64(kernels.mix(np.uint64(self._update_key ^ np.uint64(self._update_calls))))
+            self._update_calls += 1
+            slots, max_bl, fired = kernels.pulsed_update(
+                self._weights, pop.block, pop.model, pop.shared, xs, ds, float(lr), pop.dw_min,
+                up.desired_bl, up.fixed_bl, up.update_bl_management,
+                up.update_management or up.update_bl_management, up.um_grad_scale,
+                up.pulse_type == "deterministic_implicit", key)
+            self.last_report = OpReport("U", n, pulse_slots=int(slots), max_bl=int(max_bl),
+                                        coincidences=int(fired))
+
+    def __repr__(self) -> str:
+        return (f"AnalogTile({self.out_size}, {self.in_size}, device={self.device.type!r}, "
+                f"pulse_type={self.update_params.pulse_type!r}, seed={self.seed})")
