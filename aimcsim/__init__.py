@@ -1,7 +1,10 @@
 """aimcsim: cycle-accurate simulation of pipeline training on analog in-memory accelerators."""
 
+from .config import Config, load_config
 from .errors import ConfigError
+from .run import Result, simulate
 from .tile import AnalogTile, OpReport
 
 __version__ = "0.1.0"
-__all__ = ["AnalogTile", "OpReport", "ConfigError", "__version__"]
+__all__ = ["AnalogTile", "OpReport", "ConfigError", "Config", "load_config", "simulate", "Result",
+           "__version__"]

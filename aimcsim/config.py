@@ -1,0 +1,212 @@
+"""Run configuration: YAML (or a dict) -> validated, typed config, with dotted overrides.
+
+Sections and keys are those of the design card (``seed``, ``data``, ``model``, ``device``,
+``update``, ``io``, ``pipeline``, ``timing``, ``train``). Unknown keys, wrong types, values
+out of range and inconsistent settings are rejected before anything runs, with a one-line
+:class:`~aimcsim.errors.ConfigError` that names the key path.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .devices import parse_device
+from .errors import ConfigError, from_validation_error, parse_model
+from .network import ACTIVATIONS, LOSSES
+from .params import IOParameters, UpdateParameters
+from .timing import TimingModel
+
+SCHEDULES = ("sequential", "gpipe", "1f1b", "async")
+TARGET_METRICS = ("train_loss", "test_loss", "test_accuracy", "grad_norm_sq")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataConfig(_Section):
+    name: Literal["digits", "synthetic", "mnist", "fashion_mnist", "cifar10"] = "digits"
+    path: str | None = Field(None, description="folder with the data files (mnist, fashion_mnist, cifar10)")
+    test_fraction: float = Field(0.2, gt=0, lt=1, description="share of digits/synthetic held out for testing")
+    max_train: int | None = Field(None, ge=1, description="use at most this many training samples")
+    n_samples: int = Field(2000, ge=10, description="synthetic: number of samples")
+    n_features: int = Field(16, ge=1, description="synthetic: input width")
+    n_classes: int = Field(4, ge=2, description="synthetic classification: number of classes")
+    task: Literal["classification", "regression"] = Field("classification", description="synthetic task")
+    noise: float = Field(0.0, ge=0, description="synthetic: label noise (regression: output noise std)")
+
+
+class ModelConfig(_Section):
+    hidden: list[int] = Field(default_factory=lambda: [32], description="widths of the hidden layers")
+    activation: Literal["sigmoid", "tanh", "relu"] = "sigmoid"
+    loss: Literal["cross_entropy", "mse"] = "cross_entropy"
+    init_scale: float = Field(1.0, gt=0, description="initial weights ~ U(+-init_scale / sqrt(fan_in))")
+
+    @field_validator("hidden")
+    @classmethod
+    def _positive(cls, v: list[int]) -> list[int]:
+        if any(h < 1 for h in v):
+            raise ValueError("hidden layer widths must be positive integers")
+        return v
+
+
+class IOConfig(_Section):
+    forward: dict = Field(default_factory=dict)
+    backward: dict = Field(default_factory=dict)
+
+
+class PipelineConfig(_Section):
+    schedule: Literal["sequential", "gpipe", "1f1b", "async"] = "async"
+    stages: int = Field(3, ge=1, description="number of accelerators K")
+    microbatches: int = Field(4, ge=1, description="micro-batches M per mini-batch (synchronous schedules)")
+    microbatch_size: int = Field(1, ge=1, description="samples per micro-batch")
+    partition: list[int] | str = Field("balanced", description="'balanced' or layers per stage, e.g. [1, 2]")
+
+    @field_validator("partition")
+    @classmethod
+    def _partition(cls, v: list[int] | str) -> list[int] | str:
+        if isinstance(v, str) and v != "balanced":
+            raise ValueError("must be 'balanced' or a list of layer counts per stage")
+        return v
+
+
+class TargetConfig(_Section):
+    metric: Literal["train_loss", "test_loss", "test_accuracy", "grad_norm_sq"] = "train_loss"
+    value: float = 0.3
+
+
+class TrainConfig(_Section):
+    lr: float = Field(0.05, gt=0)
+    epochs: float = Field(5, gt=0, description="passes over the training data (fractions allowed)")
+    eval_every: int = Field(500, ge=1, description="evaluate every this many samples")
+    target: TargetConfig | None = Field(default_factory=TargetConfig)
+    stop_at_target: bool = Field(False, description="end the run at the first evaluation meeting the target")
+
+
+class Config(_Section):
+    seed: int = Field(0, ge=0)
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    device: dict = Field(default_factory=lambda: {"type": "soft_bounds"})
+    update: dict = Field(default_factory=dict)
+    io: IOConfig = Field(default_factory=IOConfig)
+    pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
+    timing: dict = Field(default_factory=dict)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    sweep: dict | None = Field(None, description="optional sweep grid (see aimcsim sweep)")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Config":
+        layers = len(self.model.hidden) + 1
+        p = self.pipeline
+        if p.stages > layers:
+            raise ValueError(f"pipeline.stages: {p.stages} stages need at least as many layers "
+                             f"(the model has {layers}: {len(self.model.hidden)} hidden + output)")
+        if isinstance(p.partition, list):
+            if len(p.partition) != p.stages:
+                raise ValueError(f"pipeline.partition: {len(p.partition)} entries for {p.stages} stages")
+            if any(c < 1 for c in p.partition) or sum(p.partition) != layers:
+                raise ValueError(f"pipeline.partition: {p.partition} must be positive layer counts "
+                                 f"summing to the model's {layers} layers")
+        if self.data.name in ("mnist", "fashion_mnist", "cifar10") and not self.data.path:
+            raise ValueError(f"data.path: required for data set '{self.data.name}' (a folder with its files)")
+        if self.train.target is not None:
+            if self.train.target.metric == "test_accuracy" and self.model.loss != "cross_entropy":
+                raise ValueError("train.target.metric: test_accuracy needs model.loss: cross_entropy")
+        return self
+
+    # typed views of the free-form aihwkit sections, validated on load
+    def device_params(self) -> BaseModel:
+        return parse_device(self.device, "device")
+
+    def update_params(self) -> UpdateParameters:
+        return parse_model(UpdateParameters, self.update, "update")
+
+    def forward_io(self) -> IOParameters:
+        return parse_model(IOParameters, self.io.forward, "io.forward")
+
+    def backward_io(self) -> IOParameters:
+        value = dict(self.io.backward)
+        value.setdefault("bound_management", "none")
+        return parse_model(IOParameters, value, "io.backward")
+
+    def timing_model(self) -> TimingModel:
+        return parse_model(TimingModel, self.timing, "timing")
+
+    def resolved(self) -> dict:
+        """The fully resolved configuration (every default filled in) as plain data."""
+        out = self.model_dump(mode="json")
+        out["device"] = self.device_params().model_dump(mode="json")
+        out["update"] = self.update_params().model_dump(mode="json")
+        out["io"] = {"forward": self.forward_io().model_dump(mode="json"),
+                     "backward": self.backward_io().model_dump(mode="json")}
+        out["timing"] = self.timing_model().model_dump(mode="json")
+        if out.get("sweep") is None:
+            out.pop("sweep", None)
+        return out
+
+
+def _parse_value(text: str) -> object:
+    """An override value: YAML scalar or list syntax (``8``, ``0.1``, ``[16, 16]``, ``async``)."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+
+
+def apply_overrides(data: dict, overrides: list[str] | tuple[str, ...]) -> dict:
+    """Apply dotted ``KEY=VALUE`` overrides (``pipeline.stages=8``) to a config mapping."""
+    data = copy.deepcopy(data)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set {item}: expected KEY=VALUE, e.g. pipeline.stages=8")
+        key, _, text = item.partition("=")
+        parts = [p for p in key.strip().split(".") if p]
+        if not parts:
+            raise ConfigError(f"--set {item}: empty key")
+        node = data
+        for part in parts[:-1]:
+            if node.get(part) is None:
+                node[part] = {}
+            if not isinstance(node[part], dict):
+                raise ConfigError(f"{key}: '{part}' is not a section")
+            node = node[part]
+        node[parts[-1]] = _parse_value(text)
+    return data
+
+
+def load_config(path_or_dict: str | Path | dict | Config, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Load and validate a configuration from a YAML file, a mapping or a Config, then apply overrides."""
+    if isinstance(path_or_dict, Config):
+        data = path_or_dict.model_dump(mode="json")
+    elif isinstance(path_or_dict, dict):
+        data = path_or_dict
+    else:
+        path = Path(path_or_dict)
+        if not path.is_file():
+            raise ConfigError(f"config: no such file '{path}'")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}" if mark is not None else ""
+            raise ConfigError(f"config: '{path}' is not valid YAML{where}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"config: '{path}' must hold a mapping of sections")
+    data = apply_overrides(data, overrides)
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as exc:
+        raise from_validation_error(exc, "", Config) from None
+    # validate the free-form aihwkit sections now, not when the run starts
+    config.device_params()
+    config.update_params()
+    config.forward_io()
+    config.backward_io()
+    config.timing_model()
+    return config

@@ -1,0 +1,62 @@
+"""Plots: pipeline timeline (Gantt), training curves, device response.
+
+Plotting is kept apart from simulation; matplotlib is imported only when a plot is made.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from .devices import plot_response  # noqa: F401 - re-exported: the device response plot
+
+OP_COLORS = {"F": "#4C72B0", "B": "#DD8452", "U": "#55A868", "TF": "#B0C4DE", "TB": "#F5CBA7"}
+
+
+def timeline(trace: pd.DataFrame, start: int = 0, end: int | None = None, ax=None, labels: bool = True):
+    """Gantt chart of a trace: one row per accelerator, F/B/U and transfers colored, bubbles white.
+
+    Transfers are drawn as thin bars under their sending stage's row. ``start``/``end``
+    (cycles) select a window; item numbers are written into wide enough boxes.
+    """
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+    from matplotlib.patches import Patch  # noqa: PLC0415
+
+    end = int(trace["end"].max()) if end is None else end
+    window = trace[(trace["end"] > start) & (trace["start"] < end)]
+    stages = int(trace["stage"].max()) + 1 if len(trace) else 1
+    if ax is None:
+        _, ax = plt.subplots(figsize=(12, 0.6 * stages + 1.2))
+    for op, color in OP_COLORS.items():
+        rows = window[window["op"] == op]
+        if rows.empty:
+            continue
+        transfer = op.startswith("T")
+        height, offset = (0.15, 0.42) if transfer else (0.7, 0.0)
+        y = rows["stage"].to_numpy() + offset
+        ax.barh(y, (rows["end"] - rows["start"]).to_numpy(), left=rows["start"].to_numpy(), height=height,
+                color=color, edgecolor="white" if not transfer else color, linewidth=0.5)
+        if labels and not transfer:
+            span = max(end - start, 1)
+            for s, e, item, st in zip(rows["start"], rows["end"], rows["item"], rows["stage"]):
+                if (e - s) / span > 0.012:
+                    ax.text((s + e) / 2, st, f"{op}{item}", ha="center", va="center", fontsize=7, color="white")
+    ax.set_xlim(start, end)
+    ax.set_ylim(stages - 0.5, -0.5)
+    ax.set_yticks(range(stages), [f"acc {k}" for k in range(stages)])
+    ax.set_xlabel("clock cycle")
+    ax.legend(handles=[Patch(color=c, label=n) for n, c in OP_COLORS.items()], ncol=5, fontsize=8,
+              loc="upper right", bbox_to_anchor=(1.0, 1.25), frameon=False)
+    return ax
+
+
+def curves(metrics: pd.DataFrame, y: str = "train_loss", axes=None, label: str | None = None):
+    """``y`` against samples and against cycles, side by side."""
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    if axes is None:
+        _, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+    axes[0].plot(metrics["samples"], metrics[y], marker=".", label=label)
+    axes[1].plot(metrics["cycles"], metrics[y], marker=".", label=label)
+    axes[0].set(xlabel="samples", ylabel=y)
+    axes[1].set(xlabel="clock cycles", ylabel=y)
+    return axes

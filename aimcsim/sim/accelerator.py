@@ -1,0 +1,141 @@
+"""An accelerator: a SimPy process that owns one stage's tiles and runs F, B and U one at a time.
+
+The process waits until its schedule names an op whose inputs have arrived, performs the
+op's numerics on its own tiles at the op's start (a forward reads whatever the crossbars
+hold at that moment), holds the accelerator for the op's cycles, and then hands the results
+on: activations to the next stage, errors to the previous one, the loss gradient to itself
+(last stage). Decisions at a clock cycle are taken after every arrival of that cycle
+(:class:`Settle`), so the event order, and with it the staleness, is that of hardware that
+samples its inputs once per cycle.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import simpy
+from simpy.events import Event
+
+from ..network import Stage, loss_and_grad
+
+
+class Settle(Event):
+    """Fires at the current time after all other events of that time (lowest priority)."""
+
+    def __init__(self, env: simpy.Environment) -> None:
+        super().__init__(env)
+        self._ok = True
+        self._value = None
+        env.schedule(self, priority=2)
+
+
+class Diverged(Exception):
+    """A non-finite loss or activation: the run stops with status 'diverged'."""
+
+
+class Accelerator:
+    """Stage ``stage.index`` of the pipeline."""
+
+    def __init__(self, env: simpy.Environment, stage: Stage, schedule, timing, tracer, engine) -> None:
+        self.env = env
+        self.stage = stage
+        self.index = stage.index
+        self.schedule = schedule
+        self.timing = timing
+        self.tracer = tracer
+        self.engine = engine
+        self.ready_forward: dict[int, np.ndarray] = {}
+        self.ready_backward: dict[int, np.ndarray] = {}
+        self.in_flight: set[int] = set()
+        self.version = 0
+        self.busy_cycles = 0
+        self.next_link = None  # Link to stage k + 1 (activations)
+        self.prev_link = None  # Link to stage k - 1 (errors)
+        self.next_acc: Accelerator | None = None
+        self.prev_acc: Accelerator | None = None
+        self._wake: Event | None = None
+
+    # ------------------------------------------------------------------ inputs
+    def forward_ready(self, item: int) -> bool:
+        return self.index == 0 or item in self.ready_forward
+
+    def deliver_forward(self, item: int, activations: np.ndarray) -> None:
+        self.ready_forward[item] = activations
+        self._poke()
+
+    def deliver_backward(self, item: int, error: np.ndarray) -> None:
+        self.ready_backward[item] = error
+        self._poke()
+
+    def _poke(self) -> None:
+        if self._wake is not None and not self._wake.triggered:
+            self._wake.succeed()
+
+    # ----------------------------------------------------------------- process
+    def run(self):
+        env = self.env
+        counter = self.engine.event_counter
+        while True:
+            yield Settle(env)
+            counter[0] += 1
+            choice = self.schedule.choose(self)
+            if choice is None:
+                if self.schedule.finished(self):
+                    return
+                self._wake = env.event()
+                yield self._wake
+                counter[0] += 1
+                self._wake = None
+                continue
+            op, item = choice
+            start, version = env.now, self.version
+            cycles, handoff = self._execute(op, item)
+            if cycles:
+                yield env.timeout(cycles)
+                counter[0] += 1
+            self.busy_cycles += cycles
+            self.tracer.record(self.index, op, item, start, env.now, version)
+            self.schedule.done(self, op, item)
+            handoff()
+
+    def _execute(self, op: str, item: int):
+        """Numerics of one op now; returns (cycles, what to do when it completes)."""
+        stage = self.stage
+        if op == "F":
+            x = self.engine.inputs(item) if self.index == 0 else self.ready_forward.pop(item)
+            out, reports = stage.forward(item, x)
+            if not np.all(np.isfinite(out)):
+                raise Diverged(item)
+            self.in_flight.add(item)
+            cycles = self.timing.forward(reports)
+            if stage.is_last:
+                loss, grad = loss_and_grad(stage.loss, out.astype(np.float64), self.engine.targets(item))
+                if not np.all(np.isfinite(loss)):
+                    raise Diverged(item)
+                self.engine.record_loss(loss)
+                return cycles, lambda: self.deliver_backward(item, grad)
+            version = self.version
+            return cycles, lambda: self.next_link.send(item, out, self.next_acc.deliver_forward, version)
+        if op == "B":
+            error, reports = stage.backward(item, self.ready_backward.pop(item))
+            if not np.all(np.isfinite(error)):
+                raise Diverged(item)
+            self.in_flight.discard(item)
+            cycles = self.timing.backward(reports)
+            if self.index == 0:
+                return cycles, _nothing
+            version = self.version
+            return cycles, lambda: self.prev_link.send(item, error, self.prev_acc.deliver_backward, version)
+        # U: apply the stored pairs
+        rows = stage.pending_rows
+        reports = stage.update(self.engine.lr)
+        cycles = self.timing.update(reports)
+
+        def finish_update():
+            self.version += 1
+            if self.index == 0:
+                self.engine.samples_applied(rows)
+        return cycles, finish_update
+
+
+def _nothing() -> None:
+    return None

@@ -1,0 +1,45 @@
+"""Links between neighbouring accelerators: activations go forward, errors go backward.
+
+A link direction carries one transfer at a time (a SimPy resource); a transfer of n values
+takes latency + n * bits_per_element / bandwidth cycles (``TimingModel.transfer``) and is
+traced as op 'TF' (activations) or 'TB' (errors) on the sending stage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import simpy
+
+
+class Link:
+    """One direction of the connection between two accelerators."""
+
+    def __init__(self, env: simpy.Environment, source: int, op: str, cycles: Callable[[int], int],
+                 tracer, counter: list[int]) -> None:
+        self.env = env
+        self.source = source
+        self.op = op
+        self.cycles = cycles
+        self.tracer = tracer
+        self.counter = counter
+        self.channel = simpy.Resource(env, capacity=1)
+
+    def send(self, item: int, payload: np.ndarray, deliver: Callable[[int, np.ndarray], None], version: int) -> None:
+        duration = self.cycles(payload.size)
+        if duration == 0:  # a free link: deliver now, no events
+            now = self.env.now
+            self.tracer.record(self.source, self.op, item, now, now, version)
+            deliver(item, payload)
+            return
+        self.env.process(self._transfer(item, payload, deliver, duration, version))
+
+    def _transfer(self, item, payload, deliver, duration, version):
+        with self.channel.request() as slot:
+            yield slot
+            start = self.env.now
+            yield self.env.timeout(duration)
+            self.counter[0] += 2
+        self.tracer.record(self.source, self.op, item, start, self.env.now, version)
+        deliver(item, payload)

@@ -1,0 +1,103 @@
+"""Pipeline simulator benchmark (issue: the pipeline simulator).
+
+    python benchmarks/bench_pipeline.py [--samples 1000] [--width 256] [--layers 16] [--repeats 3]
+
+1. Overhead: an ``async`` run at K = 4 on 256-wide layers, against a plain loop that calls
+   the same stage kernels (forward, backward, update of the same tiles) in the same order
+   (the order is taken from the run's trace) with no SimPy, no links and no tracer. Both are
+   timed side by side, ``--repeats`` times each, and the medians and their ratio reported.
+2. Scaling: a fixed network of ``--layers`` layers split over K in {1, 2, 4, 8, 16}
+   accelerators: wall time, SimPy events per second and simulated samples per second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import aimcsim
+from aimcsim.sim import Engine
+
+
+def config(width: int, layers: int, stages: int, samples: int) -> dict:
+    return {
+        "data": {"name": "synthetic", "n_samples": int(samples / 0.8) + 2, "n_features": width, "n_classes": 10},
+        "model": {"hidden": [width] * (layers - 1), "activation": "tanh"},
+        "pipeline": {"schedule": "async", "stages": stages},
+        "train": {"lr": 0.01, "epochs": 1, "eval_every": 10**9, "target": None},
+    }
+
+
+def simulated(cfg: dict) -> tuple[float, Engine]:
+    engine = Engine(aimcsim.load_config(cfg))
+    t0 = time.perf_counter()
+    engine.run()
+    return time.perf_counter() - t0, engine
+
+
+def plain_loop(cfg: dict, order: list[tuple[int, str, int]]) -> float:
+    """The same kernels in the same order, called directly."""
+    engine = Engine(aimcsim.load_config(cfg))
+    stages = engine.stages
+    lr = engine.lr
+    from aimcsim.network import loss_and_grad  # noqa: PLC0415
+
+    acts, grads = {}, {}
+    t0 = time.perf_counter()
+    for stage_index, op, item in order:
+        stage = stages[stage_index]
+        if op == "F":
+            x = engine.inputs(item) if stage_index == 0 else acts.pop((stage_index, item))
+            out, _ = stage.forward(item, x)
+            if stage.is_last:
+                _, grads[(stage_index, item)] = loss_and_grad(stage.loss, out.astype("float64"), engine.targets(item))
+            else:
+                acts[(stage_index + 1, item)] = out
+        elif op == "B":
+            err, _ = stage.backward(item, grads.pop((stage_index, item)))
+            if stage_index > 0:
+                grads[(stage_index - 1, item)] = err
+        else:
+            stage.update(lr)
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--samples", type=int, default=1000)
+    parser.add_argument("--width", type=int, default=256)
+    parser.add_argument("--layers", type=int, default=16)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+
+    # warm up the kernels (compilation is cached, but the first call still loads them)
+    simulated(config(args.width, 4, 4, 50))
+
+    cfg = config(args.width, 4, 4, args.samples)
+    sim_times, loop_times = [], []
+    for _ in range(args.repeats):
+        wall, engine = simulated(cfg)
+        trace = engine.tracer.frame()
+        ops = trace[trace["op"].isin(["F", "B", "U"])].sort_values(["start", "end"], kind="stable")
+        order = list(zip(ops["stage"], ops["op"], ops["item"]))
+        sim_times.append(wall)
+        loop_times.append(plain_loop(cfg, order))
+    s, p = statistics.median(sim_times), statistics.median(loop_times)
+    print(f"overhead, async K=4, 4 layers of width {args.width}, {args.samples} samples, "
+          f"median of {args.repeats}:")
+    print(f"  simulator {s:.3f} s   plain loop {p:.3f} s   overhead {100 * (s / p - 1):+.1f} %")
+
+    print(f"\nscaling, {args.layers} layers of width {args.width}, {args.samples} samples, async:")
+    print(f"{'K':>4s}{'wall s':>10s}{'events':>10s}{'events/s':>12s}{'samples/s':>12s}{'cycles':>10s}")
+    for k in (1, 2, 4, 8, 16):
+        if k > args.layers:
+            break
+        wall, engine = simulated(config(args.width, args.layers, k, args.samples))
+        ev = engine.event_counter[0]
+        cycles = int(engine.tracer.frame()["end"].max())
+        print(f"{k:4d}{wall:10.2f}{ev:10d}{ev / wall:12.0f}{engine.samples / wall:12.1f}{cycles:10d}")
+
+
+if __name__ == "__main__":
+    main()

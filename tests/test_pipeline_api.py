@@ -1,0 +1,125 @@
+"""simulate() results, exports, plots, divergence and bad pipeline settings."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import aimcsim
+from aimcsim import trace as tr
+from aimcsim.plots import curves, timeline
+
+BASE = {
+    "data": {"name": "synthetic", "n_samples": 120, "n_features": 6, "n_classes": 3},
+    "model": {"hidden": [8, 8], "activation": "tanh"},
+    "pipeline": {"schedule": "async", "stages": 3},
+    "train": {"lr": 0.05, "epochs": 1, "eval_every": 40, "target": {"metric": "train_loss", "value": 5.0}},
+}
+
+
+def with_(**sections):
+    cfg = {k: (dict(v) if isinstance(v, dict) else v) for k, v in BASE.items()}
+    for key, value in sections.items():
+        cfg[key] = {**cfg.get(key, {}), **value} if isinstance(value, dict) else value
+    return cfg
+
+
+def test_result_has_summary_metrics_and_trace(tmp_path):
+    r = aimcsim.simulate(with_(), out=tmp_path / "run")
+    keys = {"status", "schedule", "stages", "microbatches", "samples", "cycles", "time_ns", "final_train_loss",
+            "final_test_loss", "final_test_accuracy", "sample_complexity", "cycle_complexity", "utilization",
+            "bubble_fraction", "staleness", "events", "wall_seconds"}
+    assert keys <= set(r.summary)
+    assert r.summary["status"] == "ok" and r.summary["stages"] == 3
+    assert list(r.metrics.columns)[:6] == ["samples", "cycles", "time_ns", "train_loss", "test_loss", "test_accuracy"]
+    assert r.metrics["samples"].is_monotonic_increasing and r.metrics["samples"].iloc[0] == 0
+    assert list(r.trace.columns) == ["stage", "op", "item", "start", "end", "version"]
+    # a loose target is met at the first evaluation: complexities are its samples and cycles
+    assert r.summary["sample_complexity"] == 0 and r.summary["cycle_complexity"] == 0
+    # one event per op and transfer, not per pulse: a handful per op
+    n_ops = len(r.trace)
+    assert n_ops <= r.summary["events"] <= 4 * n_ops
+    # the run directory holds everything, and the trace read back gives the same statistics
+    files = {p.name for p in (tmp_path / "run").iterdir()}
+    assert files == {"config.yaml", "summary.json", "metrics.csv", "trace.csv", "trace.json"}
+    back = pd.read_csv(tmp_path / "run" / "trace.csv")
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    np.testing.assert_allclose(tr.utilization(back, 3), summary["utilization"])
+    assert tr.max_staleness(back, 3) == summary["staleness"]
+
+
+def test_target_metrics_and_complexities():
+    r = aimcsim.simulate(with_(train={"target": {"metric": "test_accuracy", "value": 0.5}, "epochs": 3}))
+    m = r.metrics
+    hits = m[m["test_accuracy"] >= 0.5]
+    assert len(hits) > 0
+    assert r.summary["sample_complexity"] == hits["samples"].iloc[0]
+    assert r.summary["cycle_complexity"] == hits["cycles"].iloc[0]
+    never = aimcsim.simulate(with_(train={"target": {"metric": "grad_norm_sq", "value": 0.0}}))
+    assert never.summary["sample_complexity"] is None and never.summary["cycle_complexity"] is None
+    assert (never.metrics["grad_norm_sq"] > 0).all()
+
+
+def test_stop_at_target_ends_the_run_early():
+    full = aimcsim.simulate(with_(train={"target": {"metric": "train_loss", "value": 1.05}, "epochs": 3}))
+    stop = aimcsim.simulate(with_(train={"target": {"metric": "train_loss", "value": 1.05}, "epochs": 3,
+                                         "stop_at_target": True}))
+    assert stop.summary["sample_complexity"] == full.summary["sample_complexity"] is not None
+    assert stop.summary["samples"] < full.summary["samples"]
+
+
+def test_a_run_whose_loss_becomes_nan_stops_as_diverged():
+    cfg = with_(device={"type": "ideal"}, io={"forward": {"perfect": True}, "backward": {"perfect": True}},
+                data={"name": "synthetic", "task": "regression", "n_samples": 200},
+                model={"hidden": [8, 8], "activation": "relu", "loss": "mse", "init_scale": 3.0},
+                train={"lr": 40.0, "epochs": 5, "target": {"metric": "train_loss", "value": 0.1}})
+    r = aimcsim.simulate(cfg)
+    assert r.summary["status"] == "diverged"
+    at = r.summary["diverged_at_sample"]
+    assert at is not None and 0 <= at < 5 * 160
+    assert r.summary["samples"] <= at + 3  # stopped there instead of running on
+    assert "non-finite" in r.summary["message"]
+
+
+def test_chrome_trace_and_action_strings():
+    r = aimcsim.simulate(with_(pipeline={"schedule": "gpipe", "stages": 2, "microbatches": 3}))
+    chrome = tr.to_chrome_trace(r.trace)
+    spans = [e for e in chrome["traceEvents"] if e["ph"] == "X"]
+    assert len(spans) == len(r.trace)
+    assert {e["tid"] for e in spans} == {0, 1}
+    first = spans[0]
+    assert first["name"] == "F0" and first["dur"] == pytest.approx(1e-3)
+    actions = r.action_strings()
+    assert actions[1][:4] == ["1F0", "1F1", "1F2", "1B0"]
+
+
+def test_timeline_and_curves_plots(tmp_path):
+    import matplotlib
+    matplotlib.use("Agg")
+    r = aimcsim.simulate(with_(timing={"preset": "rf25"}))
+    ax = timeline(r.trace, end=3000)
+    n_compute = len(r.trace[(r.trace.start < 3000) & r.trace.op.isin(["F", "B", "U"])])
+    bars = [p for p in ax.patches if p.get_height() > 0.5]
+    assert len(bars) == n_compute  # one box per op in the window; bubbles are left white
+    ax.figure.savefig(tmp_path / "t.png")
+    axes = curves(r.metrics)
+    assert len(axes[1].lines[0].get_xdata()) == len(r.metrics)
+
+
+@pytest.mark.parametrize("change,match", [
+    ({"pipeline": {"partition": [1, 1]}}, r"pipeline\.partition: 2 entries for 3 stages"),
+    ({"pipeline": {"partition": [1, 1, 2]}}, r"pipeline\.partition: .* summing to the model's 3 layers"),
+    ({"pipeline": {"stages": 4}}, r"pipeline\.stages: 4 stages need at least as many layers"),
+    ({"pipeline": {"microbatches": 0}}, r"pipeline\.microbatches"),
+    ({"pipeline": {"schedule": "pipedream"}}, r"pipeline\.schedule"),
+    ({"timing": {"read_ns": -1}}, r"timing\.read_ns"),
+    ({"timing": {"link_bits_per_cycle": 0}}, r"timing\.link_bits_per_cycle"),
+    ({"timing": {"link_latency_cycles": -2}}, r"timing\.link_latency_cycles"),
+    ({"timing": {"preset": "fast"}}, r"timing\.preset"),
+    ({"train": {"lr": 0}}, r"train\.lr"),
+])
+def test_bad_pipeline_settings_are_named(change, match):
+    with pytest.raises(ValueError, match=match) as info:
+        aimcsim.simulate(with_(**change))
+    assert "\n" not in str(info.value)
