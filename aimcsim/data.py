@@ -2,12 +2,18 @@
 
 ``digits`` is scikit-learn's bundled 8x8 digits (no download: works offline). ``synthetic`` is
 a seeded teacher-student problem whose generating model is known, for convergence studies.
-The split and every order depend only on the seed.
+``mnist``, ``fashion_mnist`` and ``cifar10`` are read from a local folder in their standard
+distribution formats (IDX files, gzipped or not; CIFAR-10 python pickles); nothing is ever
+downloaded. Images become flat vectors scaled to [0, 1]. The split and every order depend
+only on the seed.
 """
 
 from __future__ import annotations
 
+import gzip
+import pickle
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -63,14 +69,96 @@ def synthetic(n_samples: int, n_features: int, n_classes: int, task: str, noise:
     return Dataset(*_split(x, y, test_fraction, seed), n_outputs=outputs, name="synthetic")
 
 
+IDX_FILES = {
+    "train_images": "train-images-idx3-ubyte", "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte", "test_labels": "t10k-labels-idx1-ubyte",
+}
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """An IDX file (the MNIST distribution format) as an array; gzip is detected by content."""
+    raw = path.read_bytes()
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            raw = gzip.decompress(raw)
+        except OSError:
+            raise ConfigError(f"data.path: '{path}' is not a valid gzip file") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+        raise ConfigError(f"data.path: '{path}' is not an IDX file of unsigned bytes (bad magic number)")
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise ConfigError(f"data.path: '{path}' is truncated (IDX header)")
+    dims = [int.from_bytes(raw[4 + 4 * k: 8 + 4 * k], "big") for k in range(ndim)]
+    size = int(np.prod(dims)) if dims else 0
+    if len(raw) - header != size:
+        raise ConfigError(f"data.path: '{path}' holds {len(raw) - header} values, its header says {size}")
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
+
+
+def _find(folder: Path, stem: str, what: str) -> Path:
+    for name in (stem, stem + ".gz", stem.replace("-idx", ".idx"), stem.replace("-idx", ".idx") + ".gz"):
+        if (folder / name).is_file():
+            return folder / name
+    raise ConfigError(f"data.path: '{folder}' has no {what} file (expected {stem} or {stem}.gz)")
+
+
+def idx_dataset(folder: str, name: str) -> Dataset:
+    """MNIST or Fashion-MNIST from the four IDX files of their distribution."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise ConfigError(f"data.path: '{folder}' is not a folder (expected the {name} IDX files)")
+    arrays = {key: read_idx(_find(root, stem, key.replace("_", " "))) for key, stem in IDX_FILES.items()}
+    for part in ("train", "test"):
+        images, labels = arrays[f"{part}_images"], arrays[f"{part}_labels"]
+        if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+            raise ConfigError(f"data.path: {part} images {images.shape} and labels {labels.shape} do not match")
+    flat = lambda a: (a.reshape(len(a), -1) / 255.0).astype(np.float32)  # noqa: E731
+    return Dataset(flat(arrays["train_images"]), arrays["train_labels"].astype(np.int64),
+                   flat(arrays["test_images"]), arrays["test_labels"].astype(np.int64), 10, name)
+
+
+def _cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        with open(path, "rb") as fh:
+            batch = pickle.load(fh, encoding="bytes")
+        data = np.asarray(batch[b"data"], dtype=np.uint8)
+        labels = np.asarray(batch[b"labels"], dtype=np.int64)
+    except (OSError, pickle.UnpicklingError, EOFError, KeyError, TypeError, ValueError):
+        raise ConfigError(f"data.path: '{path}' is not a CIFAR-10 python batch (a pickle with data and labels)") from None
+    if data.ndim != 2 or data.shape[1] != 3072 or len(data) != len(labels):
+        raise ConfigError(f"data.path: '{path}' holds data {data.shape}, expected (n, 3072) with n labels")
+    return data, labels
+
+
+def cifar10(folder: str) -> Dataset:
+    """CIFAR-10 from its python version (data_batch_1..5 and test_batch, or their folder)."""
+    root = Path(folder)
+    if (root / "cifar-10-batches-py").is_dir():
+        root = root / "cifar-10-batches-py"
+    if not root.is_dir():
+        raise ConfigError(f"data.path: '{folder}' is not a folder (expected CIFAR-10's data_batch_* and test_batch)")
+    train_files = sorted(root.glob("data_batch_*"))
+    if not train_files or not (root / "test_batch").is_file():
+        raise ConfigError(f"data.path: '{root}' has no data_batch_* and test_batch files of CIFAR-10's python version")
+    parts = [_cifar_batch(p) for p in train_files]
+    x_test, y_test = _cifar_batch(root / "test_batch")
+    x_train = np.concatenate([p[0] for p in parts])
+    y_train = np.concatenate([p[1] for p in parts])
+    scale = lambda a: (a / 255.0).astype(np.float32)  # noqa: E731
+    return Dataset(scale(x_train), y_train, scale(x_test), y_test, 10, "cifar10")
+
+
 def load_dataset(cfg, seed: int) -> Dataset:
     """The data set a config's ``data`` section names."""
     if cfg.name == "digits":
         ds = digits(cfg.test_fraction, seed)
     elif cfg.name == "synthetic":
         ds = synthetic(cfg.n_samples, cfg.n_features, cfg.n_classes, cfg.task, cfg.noise, cfg.test_fraction, seed)
+    elif cfg.name in ("mnist", "fashion_mnist"):
+        ds = idx_dataset(cfg.path, cfg.name)
     else:
-        raise ConfigError(f"data.name: '{cfg.name}' is not available yet; use digits or synthetic")
+        ds = cifar10(cfg.path)
     if cfg.max_train is not None and cfg.max_train < len(ds.x_train):
         ds = Dataset(ds.x_train[:cfg.max_train], ds.y_train[:cfg.max_train], ds.x_test, ds.y_test,
                      ds.n_outputs, ds.name)

@@ -9,6 +9,7 @@ the usual exception type.
 from __future__ import annotations
 
 import difflib
+import typing
 from collections.abc import Iterable
 
 from pydantic import BaseModel, ValidationError
@@ -30,14 +31,24 @@ def _join(prefix: str, loc: Iterable[object]) -> str:
     return ".".join(parts) if parts else "<root>"
 
 
+def _model_in(annotation: object) -> type[BaseModel] | None:
+    """The pydantic model inside an annotation (``Model``, ``Model | None``), if any."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
 def _allowed_fields(model: type[BaseModel], loc: tuple) -> list[str]:
     """Field names allowed at ``loc`` (walking nested models), for unknown-key messages."""
     current: type[BaseModel] | None = model
     for part in loc[:-1]:
         if current is None or not isinstance(part, str) or part not in current.model_fields:
             return []
-        annotation = current.model_fields[part].annotation
-        current = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+        current = _model_in(current.model_fields[part].annotation)
     return sorted(current.model_fields) if current is not None else []
 
 

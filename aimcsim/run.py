@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,31 +24,43 @@ from .sim.engine import Engine
 METRIC_COLUMNS = ["samples", "cycles", "time_ns", "train_loss", "test_loss", "test_accuracy", "grad_norm_sq"]
 
 
-@dataclass
 class Result:
-    """What a run produced: ``summary`` (dict), ``metrics`` and ``trace`` (DataFrames)."""
+    """What a run produced: ``summary`` (dict), ``metrics`` and ``trace`` (DataFrames).
 
-    summary: dict
-    metrics: pd.DataFrame
-    trace: pd.DataFrame
-    config: Config
+    A run that streamed its trace to a run directory reads ``trace`` back from ``trace.csv``
+    when first asked for it.
+    """
+
+    def __init__(self, summary: dict, metrics: pd.DataFrame, trace: pd.DataFrame | None, config: Config,
+                 trace_path: Path | None = None) -> None:
+        self.summary = summary
+        self.metrics = metrics
+        self.config = config
+        self._trace = trace
+        self._trace_path = trace_path
+
+    @property
+    def trace(self) -> pd.DataFrame:
+        if self._trace is None:
+            self._trace = pd.read_csv(self._trace_path)
+        return self._trace
 
     def action_strings(self) -> dict[int, list[str]]:
         """Per stage, F and B in execution order as PyTorch pipelining actions (``2F0``)."""
         return tr.action_strings(self.trace)
 
 
-def summarize(engine: Engine, trace: pd.DataFrame, wall: float) -> dict:
+def summarize(engine: Engine, wall: float) -> dict:
     cfg = engine.config
-    k = len(engine.stages)
-    cycles = tr.total_cycles(trace)
-    util = tr.utilization(trace, k, cycles)
+    tracer = engine.tracer
+    cycles = tracer.end
+    util = tracer.utilization()
     last = engine.metrics[-1] if engine.metrics else {}
     return {
         "status": engine.status,
         "message": engine.message,
         "schedule": cfg.pipeline.schedule,
-        "stages": k,
+        "stages": len(engine.stages),
         "partition": engine.partition,
         "microbatches": cfg.pipeline.microbatches,
         "microbatch_size": cfg.pipeline.microbatch_size,
@@ -65,26 +76,48 @@ def summarize(engine: Engine, trace: pd.DataFrame, wall: float) -> dict:
         "cycle_complexity": engine.cycle_complexity,
         "utilization": util,
         "bubble_fraction": tr.bubble_fraction(util),
-        "staleness": tr.max_staleness(trace, k),
+        "staleness": list(tracer.max_staleness),
         "diverged_at_sample": engine.diverged_at,
+        "trace_rows": tracer.n_rows,
         "events": engine.event_counter[0],
         "wall_seconds": wall,
     }
 
 
-def simulate(config: Config | dict | str | os.PathLike, out: str | os.PathLike | None = None) -> Result:
-    """Run one simulation; with ``out``, also write its run directory there."""
+def simulate(config: Config | dict | str | os.PathLike, out: str | os.PathLike | None = None,
+             progress=None) -> Result:
+    """Run one simulation; with ``out``, stream the trace to and write the run directory there.
+
+    ``progress(samples, cycles, loss)`` is called as samples are trained. If the run is
+    interrupted (KeyboardInterrupt) or fails, no partial file is left behind.
+    """
     t0 = time.perf_counter()
     cfg = config if isinstance(config, Config) else load_config(config)
-    engine = Engine(cfg)
-    engine.run()
-    trace = engine.tracer.frame()
-    metrics = pd.DataFrame(engine.metrics, columns=METRIC_COLUMNS)
-    summary = summarize(engine, trace, time.perf_counter() - t0)
-    result = Result(summary, metrics, trace, cfg)
-    if out is not None:
-        write_run_dir(result, out, engine.timing.clock_ghz)
-    return result
+    directory = Path(out) if out is not None else None
+    created = directory is not None and not directory.exists()
+    sink = None
+    try:
+        if directory is not None:
+            directory.mkdir(parents=True, exist_ok=True)
+            sink = tr.TraceSink(directory, cfg.timing_model().clock_ghz)
+        engine = Engine(cfg, progress=progress, sink=sink)
+        engine.run()
+        engine.tracer.flush()
+        metrics = pd.DataFrame(engine.metrics, columns=METRIC_COLUMNS)
+        summary = summarize(engine, time.perf_counter() - t0)
+        if sink is None:
+            return Result(summary, metrics, engine.tracer.frame(), cfg)
+        sink.close()
+        sink = None
+        result = Result(summary, metrics, None, cfg, directory / "trace.csv")
+        write_run_files(result, directory)
+        return result
+    except BaseException:
+        if sink is not None:
+            sink.abort()
+        if created and directory.exists() and not any(directory.iterdir()):
+            directory.rmdir()
+        raise
 
 
 def _json_default(value: object) -> object:
@@ -107,13 +140,12 @@ def _atomic_write(path: Path, write) -> None:
             tmp.unlink()
 
 
-def write_run_dir(result: Result, out: str | os.PathLike, clock_ghz: float = 1.0) -> Path:
+def write_run_files(result: Result, out: str | os.PathLike) -> Path:
+    """config.yaml, metrics.csv and summary.json (the streamed trace files are already there)."""
     directory = Path(out)
-    directory.mkdir(parents=True, exist_ok=True)
     _atomic_write(directory / "config.yaml",
                   lambda p: p.write_text(yaml.safe_dump(result.config.resolved(), sort_keys=False)))
     _atomic_write(directory / "metrics.csv", lambda p: result.metrics.to_csv(p, index=False))
-    _atomic_write(directory / "trace.csv", lambda p: result.trace.to_csv(p, index=False))
-    _atomic_write(directory / "trace.json", lambda p: tr.write_chrome_trace(result.trace, p, clock_ghz))
-    _atomic_write(directory / "summary.json", lambda p: p.write_text(json.dumps(result.summary, indent=2, default=_json_default)))
+    _atomic_write(directory / "summary.json",
+                  lambda p: p.write_text(json.dumps(result.summary, indent=2, default=_json_default)))
     return directory

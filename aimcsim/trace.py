@@ -21,20 +21,113 @@ import pandas as pd
 
 COLUMNS = ["stage", "op", "item", "start", "end", "version"]
 COMPUTE_OPS = ("F", "B", "U")
+_NAMES = {"F": "forward", "B": "backward", "U": "update", "TF": "send activations", "TB": "send errors"}
 
 
 class Tracer:
-    """Collects trace rows in memory (a list of tuples, turned into a DataFrame on demand)."""
+    """Collects trace rows and keeps the run's statistics as the rows arrive.
 
-    def __init__(self) -> None:
+    Without a sink the rows stay in memory (``frame()`` returns them). With a
+    :class:`TraceSink` they are streamed to disk every ``chunk_rows`` rows, so a run of
+    millions of ops needs bounded memory; utilization and staleness are accumulated online
+    either way and equal what the full trace gives.
+    """
+
+    def __init__(self, stages: int, sink: "TraceSink | None" = None, chunk_rows: int = 100_000) -> None:
+        self.stages = stages
+        self.sink = sink
+        self.chunk_rows = chunk_rows
         self.rows: list[tuple[int, str, int, int, int, int]] = []
+        self.busy = [0] * stages
+        self.max_staleness = [0] * stages
+        self.end = 0
+        self.n_rows = 0
+        self._forward_version: dict[tuple[int, int], int] = {}
 
     def record(self, stage: int, op: str, item: int, start: int, end: int, version: int) -> None:
-        self.rows.append((stage, op, item, int(start), int(end), version))
+        start, end = int(start), int(end)
+        self.rows.append((stage, op, item, start, end, version))
+        self.n_rows += 1
+        if end > self.end:
+            self.end = end
+        if op in COMPUTE_OPS:
+            self.busy[stage] += end - start
+            if op == "F":
+                self._forward_version[(stage, item)] = version
+            elif op == "B":
+                stale = version - self._forward_version.pop((stage, item), version)
+                if stale > self.max_staleness[stage]:
+                    self.max_staleness[stage] = stale
+        if self.sink is not None and len(self.rows) >= self.chunk_rows:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.sink is not None and self.rows:
+            self.sink.write(self.rows)
+            self.rows = []
+
+    def utilization(self) -> list[float]:
+        return [b / self.end if self.end else 0.0 for b in self.busy]
 
     def frame(self) -> pd.DataFrame:
+        """The rows kept in memory (all of them when there is no sink)."""
         df = pd.DataFrame(self.rows, columns=COLUMNS)
         return df.astype({"stage": "int64", "item": "int64", "start": "int64", "end": "int64", "version": "int64"})
+
+
+class TraceSink:
+    """Streams trace rows to ``trace.csv`` and ``trace.json`` through temporary files.
+
+    ``close()`` renames them into place; ``abort()`` removes them, so a file is either
+    complete or absent.
+    """
+
+    def __init__(self, directory, clock_ghz: float = 1.0) -> None:
+        from pathlib import Path  # noqa: PLC0415
+
+        self.directory = Path(directory)
+        self.us_per_cycle = 1e-3 / clock_ghz
+        self.csv_path = self.directory / "trace.csv"
+        self.json_path = self.directory / "trace.json"
+        self._csv_tmp = self.directory / ".trace.csv.partial"
+        self._json_tmp = self.directory / ".trace.json.partial"
+        self._csv = open(self._csv_tmp, "w")
+        self._json = open(self._json_tmp, "w")
+        self._csv.write(",".join(COLUMNS) + "\n")
+        self._json.write('{"displayTimeUnit": "ns", "traceEvents": [')
+        self._first = True
+        self._stages: set[int] = set()
+
+    def write(self, rows: list[tuple]) -> None:
+        self._csv.write("".join(f"{r[0]},{r[1]},{r[2]},{r[3]},{r[4]},{r[5]}\n" for r in rows))
+        events = []
+        for stage, op, item, start, end, version in rows:
+            if stage not in self._stages:
+                self._stages.add(stage)
+                events.append(json.dumps({"name": "thread_name", "ph": "M", "pid": 0, "tid": stage,
+                                          "args": {"name": f"accelerator {stage}"}}))
+            events.append(json.dumps({"name": f"{op}{item}", "cat": _NAMES.get(op, op), "ph": "X", "pid": 0,
+                                      "tid": stage, "ts": start * self.us_per_cycle,
+                                      "dur": (end - start) * self.us_per_cycle,
+                                      "args": {"item": item, "version": version}}))
+        if events:
+            self._json.write(("" if self._first else ",") + ",".join(events))
+            self._first = False
+
+    def close(self) -> None:
+        import os  # noqa: PLC0415
+
+        self._json.write("]}")
+        self._csv.close()
+        self._json.close()
+        os.replace(self._csv_tmp, self.csv_path)
+        os.replace(self._json_tmp, self.json_path)
+
+    def abort(self) -> None:
+        for fh, path in ((self._csv, self._csv_tmp), (self._json, self._json_tmp)):
+            fh.close()
+            if path.exists():
+                path.unlink()
 
 
 def total_cycles(trace: pd.DataFrame) -> int:
@@ -76,7 +169,6 @@ def action_strings(trace: pd.DataFrame) -> dict[int, list[str]]:
     return out
 
 
-_NAMES = {"F": "forward", "B": "backward", "U": "update", "TF": "send activations", "TB": "send errors"}
 
 
 def to_chrome_trace(trace: pd.DataFrame, clock_ghz: float = 1.0) -> dict:

@@ -33,7 +33,7 @@ class TargetReached(Exception):
 class Engine:
     """One simulation run of a validated :class:`~aimcsim.config.Config`."""
 
-    def __init__(self, config: Config, data: Dataset | None = None, progress=None) -> None:
+    def __init__(self, config: Config, data: Dataset | None = None, progress=None, sink=None) -> None:
         self.config = config
         cfg = config
         self.data = data if data is not None else load_dataset(cfg.data, cfg.seed)
@@ -63,7 +63,7 @@ class Engine:
         rng = np.random.default_rng([cfg.seed, 0x0DE])
         self.order = np.concatenate([rng.permutation(n_train) for _ in range(epochs_needed)])
         self.event_counter = [0]
-        self.tracer = Tracer()
+        self.tracer = Tracer(len(self.stages), sink)
         self.metrics: list[dict] = []
         self.samples = 0
         self.next_eval = cfg.train.eval_every

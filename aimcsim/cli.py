@@ -1,0 +1,229 @@
+"""The ``aimcsim`` command line.
+
+    aimcsim run CONFIG [--set KEY=VALUE]... [--out DIR] [--quiet]
+    aimcsim validate CONFIG [--set KEY=VALUE]...
+    aimcsim plot RUN_DIR [--out DIR]
+
+Exit status: 0 on success; 2 on invalid input (one line on stderr naming the key path and
+what is allowed); 1 when a run fails (e.g. diverges), its summary still written; 130 when
+interrupted (no partial file is left behind).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from .errors import ConfigError
+
+EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+EPILOG = """examples:
+  aimcsim run configs/quickstart.yaml
+  aimcsim run configs/quickstart.yaml --set pipeline.stages=2 --set train.lr=0.01 --out runs/k2
+  aimcsim validate configs/quickstart.yaml --set pipeline.schedule=gpipe
+  aimcsim plot runs/k2
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports usage errors as one line and exit status 2."""
+
+    def error(self, message: str) -> None:  # noqa: D401 - argparse API
+        raise ConfigError(f"{self.prog}: {message}")
+
+
+def _progress_bar(quiet: bool, total: int | None):
+    """A tqdm bar over samples (stderr), silent when not a terminal or with --quiet."""
+    if quiet or not sys.stderr.isatty():
+        return None, None
+    import shutil  # noqa: PLC0415
+
+    from tqdm import tqdm  # noqa: PLC0415
+
+    # shutil falls back to 80x24 where a terminal reports a zero size (tqdm would then draw nothing)
+    size = shutil.get_terminal_size()
+    bar = tqdm(total=total, unit="sample", delay=2.0, ncols=size.columns, nrows=size.lines,
+               file=sys.stderr, mininterval=0.5)
+
+    def update(samples: int, cycles: int, loss: float | None) -> None:
+        bar.set_postfix_str(f"cycles={cycles:,} loss={loss:.4f}" if loss is not None else f"cycles={cycles:,}",
+                            refresh=False)
+        bar.update(samples - bar.n)
+    return bar, update
+
+
+def _default_out(config_path: str) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{Path(config_path).stem}-{stamp}"
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from . import load_config, simulate  # noqa: PLC0415
+    from .data import load_dataset  # noqa: PLC0415
+
+    config = load_config(args.config, args.set)
+    n_train = len(load_dataset(config.data, config.seed).x_train)  # check the data before creating anything
+    out = Path(args.out) if args.out else _default_out(args.config)
+    if out.exists() and (out / "summary.json").exists():
+        raise ConfigError(f"--out: '{out}' already holds a run (summary.json); choose another directory")
+    total = None if config.train.stop_at_target else _planned_samples(config, n_train)
+    bar, update = _progress_bar(args.quiet, total)
+    try:
+        result = simulate(config, out=out, progress=update)
+    finally:
+        if bar is not None:
+            bar.close()
+    s = result.summary
+    if not args.quiet:
+        _print_summary(s, out)
+    return EXIT_OK if s["status"] == "ok" else EXIT_FAILED
+
+
+def _planned_samples(config, n_train: int) -> int:
+    """Samples the run will train (as the engine counts them), for the progress bar."""
+    import math  # noqa: PLC0415
+
+    m = config.pipeline.microbatch_size
+    items = max(int(math.floor(config.train.epochs * n_train)) // m, 1)
+    if config.pipeline.schedule in ("gpipe", "1f1b") and items >= config.pipeline.microbatches:
+        items -= items % config.pipeline.microbatches
+    return items * m
+
+
+def _fmt(value, spec: str = ".4f") -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
+def _print_summary(s: dict, out: Path) -> None:
+    util = " ".join(f"{u:.3f}" for u in s["utilization"])
+    stale = " ".join(str(v) for v in s["staleness"])
+    target = f"{s['target_metric']} {'>=' if s['target_metric'] == 'test_accuracy' else '<='} {s['target_value']}"
+    lines = [
+        f"status            {s['status']}" + (f" ({s['message']})" if s["message"] else ""),
+        f"schedule          {s['schedule']}, K={s['stages']} stages {s['partition']}, M={s['microbatches']}, "
+        f"micro-batch size {s['microbatch_size']}",
+        f"trained           {s['samples']:,} samples in {s['cycles']:,} cycles ({s['time_ns'] / 1e3:,.1f} us)",
+        f"final             train loss {_fmt(s['final_train_loss'])}, test loss {_fmt(s['final_test_loss'])}, "
+        f"test accuracy {_fmt(s['final_test_accuracy'], '.3f')}",
+    ]
+    if s["target_metric"]:
+        lines.append(f"target            {target}: sample complexity {_fmt(s['sample_complexity'], ',')}, "
+                     f"cycle complexity {_fmt(s['cycle_complexity'], ',')}")
+    lines += [
+        f"utilization       {util} (bubble fraction {s['bubble_fraction']:.3f})",
+        f"max staleness     {stale}",
+        f"simulated         {s['events']:,} events in {s['wall_seconds']:.1f} s",
+        f"run directory     {out}",
+    ]
+    print("\n".join(lines))
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    import yaml  # noqa: PLC0415
+
+    from . import load_config  # noqa: PLC0415
+
+    config = load_config(args.config, args.set)
+    print(yaml.safe_dump(config.resolved(), sort_keys=False), end="")
+    return EXIT_OK
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    import matplotlib  # noqa: PLC0415
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+    import pandas as pd  # noqa: PLC0415
+
+    from .plots import curves, timeline  # noqa: PLC0415
+
+    run_dir = Path(args.run_dir)
+    needed = ["summary.json", "metrics.csv", "trace.csv"]
+    missing = [n for n in needed if not (run_dir / n).is_file()]
+    if not run_dir.is_dir() or missing:
+        raise ConfigError(f"RUN_DIR: '{run_dir}' is not a run directory (missing {', '.join(missing) or 'folder'})")
+    out = Path(args.out) if args.out else run_dir
+    out.mkdir(parents=True, exist_ok=True)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    metrics = pd.read_csv(run_dir / "metrics.csv")
+    trace = pd.read_csv(run_dir / "trace.csv")
+    written = []
+    end = args.cycles or min(int(trace["end"].max()), _window(trace))
+    ax = timeline(trace, end=end)
+    ax.set_title(f"{summary['schedule']}, K={summary['stages']}: first {end:,} cycles")
+    ax.figure.tight_layout()
+    ax.figure.savefig(out / "timeline.png", dpi=120)
+    written.append(out / "timeline.png")
+    fig, axes = plt.subplots(2, 2, figsize=(10, 6.5))
+    curves(metrics, "train_loss", axes=axes[0])
+    curves(metrics, "test_accuracy" if metrics["test_accuracy"].notna().any() else "test_loss", axes=axes[1])
+    fig.suptitle(f"{summary['schedule']}, K={summary['stages']}")
+    fig.tight_layout()
+    fig.savefig(out / "curves.png", dpi=120)
+    written.append(out / "curves.png")
+    for path in written:
+        print(path)
+    return EXIT_OK
+
+
+def _window(trace) -> int:
+    """About 40 ops of the busiest stage: enough to see the pattern, few enough to read."""
+    ops = trace[trace["op"].isin(["F", "B", "U"])]
+    if ops.empty:
+        return 1
+    first = ops[ops["stage"] == 0].sort_values("start")
+    return int(first["end"].iloc[min(len(first) - 1, 40)]) + 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="aimcsim", description="Simulate pipeline training on analog in-memory accelerators.",
+                     epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    run = sub.add_parser("run", help="run one simulation and write its run directory",
+                         description="Run one simulation from a YAML config and write config.yaml, summary.json, "
+                                     "metrics.csv, trace.csv and trace.json to the run directory.",
+                         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    run.add_argument("config", metavar="CONFIG", help="YAML config file (see configs/)")
+    run.add_argument("--set", metavar="KEY=VALUE", action="append", default=[],
+                     help="override a config key with a dotted path, e.g. --set pipeline.stages=8 (repeatable)")
+    run.add_argument("--out", metavar="DIR", help="run directory (default: runs/<config name>-<time>)")
+    run.add_argument("--quiet", action="store_true", help="no progress bar and no summary on stdout")
+    run.set_defaults(func=cmd_run)
+
+    val = sub.add_parser("validate", help="check a config and print it fully resolved",
+                         description="Validate a config (and overrides) without running it; print every setting, "
+                                     "defaults included, as YAML.")
+    val.add_argument("config", metavar="CONFIG", help="YAML config file")
+    val.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], help="override a config key")
+    val.set_defaults(func=cmd_validate)
+
+    plot = sub.add_parser("plot", help="draw a run's timeline and training curves as PNG",
+                          description="Draw timeline.png (accelerators as rows, F/B/U and transfers colored, "
+                                      "bubbles white) and curves.png (loss and accuracy against samples and cycles).")
+    plot.add_argument("run_dir", metavar="RUN_DIR", help="a run directory written by 'aimcsim run'")
+    plot.add_argument("--out", metavar="DIR", help="where to write the PNGs (default: RUN_DIR)")
+    plot.add_argument("--cycles", type=int, help="timeline window in cycles (default: about 40 ops)")
+    plot.set_defaults(func=cmd_plot)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return args.func(args)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    except KeyboardInterrupt:
+        print("interrupted: no partial file was left behind", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
