@@ -31,7 +31,7 @@ from numba import njit, prange
 from .devices import (CONSTANT_STEP, G_MULT_NOISE, G_STD, LINEAR_STEP, P_SCALE_DOWN, P_SCALE_UP,
                       P_SHAPE_DOWN, P_SHAPE_UP, P_WMAX, P_WMIN, SOFT_BOUNDS, direction_params, pulse,
                       step_size)
-from .rng import mix, next_normal, next_uniform, stream
+from .rng import fill_normals, mix, next_uniform, stream
 
 # Layout of the IO parameter vector (``params.IOParameters.as_array``).
 (IO_INP_BOUND, IO_INP_RES, IO_INP_NOISE, IO_OUT_BOUND, IO_OUT_RES, IO_OUT_NOISE, IO_OUT_SCALE,
@@ -41,11 +41,11 @@ NONFINITE = -1  # status returned when an input holds NaN or inf
 
 
 @njit(cache=True)
-def _quantise(value: float, res: float) -> float:
+def _quantise(value: float, res: float, inv_res: float) -> float:
     """Round to the nearest multiple of ``res`` (half away from zero, as aihwkit); res <= 0: exact."""
     if res <= 0.0:
         return value
-    q = math.floor(abs(value) / res + 0.5) * res
+    q = math.floor(abs(value) * inv_res + 0.5) * res
     return q if value >= 0.0 else -q
 
 
@@ -70,16 +70,50 @@ def _noise_scale(x: np.ndarray, kind: int, thres: float) -> float:
     return min(s, thres) if thres > 0.0 else s
 
 
+@njit(fastmath=True, parallel=True, cache=True)
+def matvec(weights: np.ndarray, x: np.ndarray, y: np.ndarray) -> None:
+    """y = W x on both cores: each half of the rows, four rows at a time (W read once, in order)."""
+    n, m = weights.shape
+    half = (n + 1) // 2
+    for c in prange(2):
+        lo = c * half
+        hi = min(n, lo + half)
+        i = lo
+        while i + 4 <= hi:
+            s0 = np.float32(0.0)
+            s1 = np.float32(0.0)
+            s2 = np.float32(0.0)
+            s3 = np.float32(0.0)
+            for j in range(m):
+                xj = x[j]
+                s0 += weights[i, j] * xj
+                s1 += weights[i + 1, j] * xj
+                s2 += weights[i + 2, j] * xj
+                s3 += weights[i + 3, j] * xj
+            y[i] = s0
+            y[i + 1] = s1
+            y[i + 2] = s2
+            y[i + 3] = s3
+            i += 4
+        while i < hi:
+            s = np.float32(0.0)
+            for j in range(m):
+                s += weights[i, j] * x[j]
+            y[i] = s
+            i += 1
+
+
 @njit(cache=True)
-def analog_read(matrix: np.ndarray, inputs: np.ndarray, io: np.ndarray, rng_state: np.ndarray):
-    """Read every row of ``inputs`` (n, in) through ``matrix`` (out, in) with the IO chain.
+def analog_read(weights: np.ndarray, inputs: np.ndarray, transposed: bool, io: np.ndarray,
+                rng_state: np.ndarray):
+    """Read every row of ``inputs`` through W (or W^T when ``transposed``) with the IO chain.
 
     ``rng_state`` is a one-element uint64 array, advanced in place. Returns (outputs (n, out)
     float32, total bound-management passes); the pass count is ``NONFINITE`` if an input holds
     NaN or inf (nothing is read then).
     """
     n_vec = inputs.shape[0]
-    n_out = matrix.shape[0]
+    n_out = weights.shape[1] if transposed else weights.shape[0]
     outputs = np.zeros((n_vec, n_out), dtype=np.float32)
     for b in range(n_vec):
         for v in inputs[b]:
@@ -87,14 +121,20 @@ def analog_read(matrix: np.ndarray, inputs: np.ndarray, io: np.ndarray, rng_stat
                 return outputs, NONFINITE
     state = rng_state[0]
     buffer = np.empty(inputs.shape[1], dtype=np.float32)
+    y = np.empty(n_out, dtype=np.float32)
+    noise = np.zeros(max(n_out, inputs.shape[1]), dtype=np.float64)
+    scratch = np.empty(noise.shape[0], dtype=np.uint64)
     inp_bound = io[IO_INP_BOUND]
     inp_res = io[IO_INP_RES]
+    inv_inp_res = 1.0 / inp_res if inp_res > 0.0 else 0.0
     inp_noise = io[IO_INP_NOISE]
     out_bound = io[IO_OUT_BOUND]
     out_res = io[IO_OUT_RES]
+    inv_out_res = 1.0 / out_res if out_res > 0.0 else 0.0
     out_noise = io[IO_OUT_NOISE]
     nm = int(io[IO_NM])
     bm = io[IO_BM] > 0.0
+    negative_fails = io[IO_BM_NEG] > 0.0
     passes = 0
     for b in range(n_vec):
         x = inputs[b]
@@ -108,33 +148,31 @@ def analog_read(matrix: np.ndarray, inputs: np.ndarray, io: np.ndarray, rng_stat
             scale = 1.0 / reduction
             if nm != 0 and nm_scale > 0.0:
                 scale /= nm_scale
-            for j in range(x.shape[0]):
-                v = _quantise(x[j] * scale, inp_res)
-                v = min(max(v, -inp_bound), inp_bound)
-                if inp_noise > 0.0:
-                    state, xi = next_normal(state)
-                    v += inp_noise * xi
-                buffer[j] = v
-            y = np.dot(matrix, buffer)
-            passed = True
-            for i in range(n_out):
-                v = float(y[i])
-                if out_noise > 0.0:
-                    state, xi = next_normal(state)
-                    v += out_noise * xi
-                v = _quantise(v, out_res)
+            if inp_noise > 0.0:
+                state = fill_normals(state, noise, x.shape[0], scratch)
+            for j in range(x.shape[0]):  # DAC: quantise, clip, optional input noise
+                v = _quantise(x[j] * scale, inp_res, inv_inp_res)
+                buffer[j] = min(max(v, -inp_bound), inp_bound) + inp_noise * noise[j]
+            if transposed:
+                y[:] = np.dot(buffer, weights)
+            else:
+                matvec(weights, buffer, y)
+            if out_noise > 0.0:
+                state = fill_normals(state, noise, n_out, scratch)
+            saturated = False
+            for i in range(n_out):  # output noise, ADC: quantise, clip at the bound
+                v = _quantise(float(y[i]) + out_noise * noise[i], out_res, inv_out_res)
                 if v > out_bound:
                     v = out_bound
-                    passed = False
+                    saturated = True
                 elif v < -out_bound:
                     v = -out_bound
-                    if io[IO_BM_NEG] > 0.0:
-                        passed = False
+                    saturated = saturated or negative_fails
                 y[i] = v
             passes += 1
             if not bm:
                 break
-            if passed or reduction > io[IO_MAX_BM_FACTOR] or (
+            if not saturated or reduction > io[IO_MAX_BM_FACTOR] or (
                     inp_res > 0.0 and reduction > io[IO_MAX_BM_RES] / inp_res):
                 break
         factor = io[IO_OUT_SCALE] / scale
@@ -366,9 +404,11 @@ def pulsed_update(weights: np.ndarray, block: np.ndarray, model: int, shared: np
         per_chunk = (n_out + n_chunks - 1) // n_chunks
         counts_all = np.empty((n_chunks, max(groups, 1)), dtype=np.int64)
         noise_all = np.zeros((n_chunks, n_in * bl), dtype=np.float64)  # stays 0 without c-to-c noise
+        scratch_all = np.empty((n_chunks, n_in * bl), dtype=np.uint64)
         for c in prange(n_chunks):
             counts = counts_all[c]
             noise = noise_all[c]
+            scratch = scratch_all[c]
             for i in range(c * per_chunk, min((c + 1) * per_chunk, n_out)):
                 if deterministic:
                     if d_prob[i] == 0.0:
@@ -383,9 +423,7 @@ def pulsed_update(weights: np.ndarray, block: np.ndarray, model: int, shared: np
                         counts[g] = _popcount(d_masks[i] & group_mask[g])
                     total += counts[g] * (starts[g + 1] - starts[g])
                 if noisy:  # one cycle-to-cycle draw per coincidence, from the row's own stream
-                    state = stream(sub_key, np.uint64(i))
-                    for t in range(total):
-                        state, noise[t] = next_normal(state)
+                    fill_normals(stream(sub_key, np.uint64(i)), noise, total, scratch)
                 d_positive = d[i] > 0.0
                 q = 0
                 for g in range(groups):

@@ -108,29 +108,33 @@ class AnalogTile:
             np.clip(self._weights, block[P_WMIN], block[P_WMAX], out=self._weights)
 
     # ------------------------------------------------------------------ reads
-    def _read(self, matrix: np.ndarray, values: object, io: np.ndarray, perfect: bool,
+    def _read(self, transposed: bool, values: object, io: np.ndarray, perfect: bool,
               width: int, name: str, op: str) -> np.ndarray:
-        rows, single = _as_matrix(values, width, name)
+        if (type(values) is np.ndarray and values.dtype == np.float32 and values.shape == (width,)
+                and values.flags.c_contiguous):
+            rows, single = values.reshape(1, width), True  # the hot path: one float32 vector
+        else:
+            rows, single = _as_matrix(values, width, name)
         if perfect:
             if not kernels.all_finite(rows):
                 raise ConfigError(f"{name}: must be finite (found NaN or inf)")
             with np.errstate(over="ignore", invalid="ignore"):  # divergence is the caller's to detect
-                out = rows @ matrix.T
+                out = rows @ self._weights if transposed else rows @ self._weights.T
             passes = rows.shape[0]
         else:
-            out, passes = kernels.analog_read(matrix, rows, io, self._read_state)
+            out, passes = kernels.analog_read(self._weights, rows, transposed, io, self._read_state)
             if passes == kernels.NONFINITE:
                 raise ConfigError(f"{name}: must be finite (found NaN or inf)")
-        self.last_report = OpReport(op, rows.shape[0], passes=int(passes))
+        self.last_report = OpReport(op, rows.shape[0], passes)
         return out[0] if single else out
 
     def forward(self, x: object) -> np.ndarray:
         """Forward read y = W x of one vector (in_size,) or a batch of rows (n, in_size)."""
-        return self._read(self._weights, x, self._fwd, self.forward_io.perfect, self.in_size, "x", "F")
+        return self._read(False, x, self._fwd, self.forward_io.perfect, self.in_size, "x", "F")
 
     def backward(self, d: object) -> np.ndarray:
         """Transposed read z = W^T d of one vector (out_size,) or a batch of rows (n, out_size)."""
-        return self._read(self._weights.T, d, self._bwd, self.backward_io.perfect, self.out_size, "d", "B")
+        return self._read(True, d, self._bwd, self.backward_io.perfect, self.out_size, "d", "B")
 
     # ----------------------------------------------------------------- update
     def update(self, x: object, d: object, lr: float) -> None:

@@ -95,8 +95,9 @@ def main() -> None:
     print(f"{args.size}x{args.size} soft_bounds tile, median of {args.calls * args.series} calls per op (us)")
     print(f"{'op':10s}{'aimcsim':>10s}{'goal':>8s}" + (f"{'aihwkit':>10s}{'speed-up':>10s}" if theirs else ""))
     for op in ("update", "forward", "backward"):
-        line = f"{op:10s}{ours[op]:10.1f}{goals[op]:8.0f}"
-        if theirs:
+        goal = f"{goals[op]:8.0f}" if op in goals else f"{'':8s}"
+        line = f"{op:10s}{ours[op]:10.1f}{goal}"
+        if theirs and op in theirs:
             line += f"{theirs[op]:10.1f}{theirs[op] / ours[op]:9.2f}x"
         print(line)
     if args.json:

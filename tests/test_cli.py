@@ -196,10 +196,12 @@ def test_sigint_leaves_no_partial_file(tmp_path):
     out = tmp_path / "interrupted"
     proc = subprocess.Popen([sys.executable, "-m", "aimcsim.cli", "run", write(tmp_path, long), "--out", str(out),
                              "--quiet"], stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 60
-    while time.time() < deadline and not (out / ".trace.csv.partial").exists():
+    partial = out / ".trace.csv.partial"
+    deadline = time.time() + 120
+    # wait until the simulation streams rows (past set-up and any kernel compilation)
+    while time.time() < deadline and not (partial.exists() and partial.stat().st_size > 1000):
         time.sleep(0.1)
-    time.sleep(1.0)  # the run is streaming its trace now
+    assert partial.exists(), "the run never started streaming its trace"
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130
