@@ -2,7 +2,8 @@
 
     aimcsim run CONFIG [--set KEY=VALUE]... [--out DIR] [--quiet]
     aimcsim validate CONFIG [--set KEY=VALUE]...
-    aimcsim plot RUN_DIR [--out DIR]
+    aimcsim sweep CONFIG --grid KEY=V1,V2,... [--grid ...] [--out DIR] [--workers N] [--scheduler ADDRESS]
+    aimcsim plot RUN_DIR | SWEEP_DIR [--out DIR]
 
 Exit status: 0 on success; 2 on invalid input (one line on stderr naming the key path and
 what is allowed); 1 when a run fails (e.g. diverges), its summary still written; 130 when
@@ -25,6 +26,8 @@ EPILOG = """examples:
   aimcsim run configs/quickstart.yaml
   aimcsim run configs/quickstart.yaml --set pipeline.stages=2 --set train.lr=0.01 --out runs/k2
   aimcsim validate configs/quickstart.yaml --set pipeline.schedule=gpipe
+  aimcsim sweep configs/depth_sweep.yaml --out runs/depth
+  aimcsim sweep configs/quickstart.yaml --grid pipeline.stages=1,2,3 --grid seed=0,1 --workers 2
   aimcsim plot runs/k2
 """
 
@@ -132,6 +135,19 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from .sweep import parse_grid, sweep  # noqa: PLC0415
+
+    grid = parse_grid(args.grid) if args.grid else None
+    out = Path(args.out) if args.out else Path("runs") / f"{Path(args.config).stem}-sweep"
+    table = sweep(args.config, grid, out=out, workers=args.workers, scheduler=args.scheduler,
+                  overrides=args.set, quiet=args.quiet)
+    failed = int((table["status"] != "ok").sum())
+    if not args.quiet:
+        print(f"{len(table)} points, {failed} not ok; results: {out / 'results.csv'}")
+    return EXIT_OK if failed == 0 else EXIT_FAILED
+
+
 def cmd_plot(args: argparse.Namespace) -> int:
     import matplotlib  # noqa: PLC0415
 
@@ -142,6 +158,8 @@ def cmd_plot(args: argparse.Namespace) -> int:
     from .plots import curves, timeline  # noqa: PLC0415
 
     run_dir = Path(args.run_dir)
+    if (run_dir / "results.csv").is_file():
+        return _plot_sweep(run_dir, Path(args.out) if args.out else run_dir)
     needed = ["summary.json", "metrics.csv", "trace.csv"]
     missing = [n for n in needed if not (run_dir / n).is_file()]
     if not run_dir.is_dir() or missing:
@@ -167,6 +185,21 @@ def cmd_plot(args: argparse.Namespace) -> int:
     written.append(out / "curves.png")
     for path in written:
         print(path)
+    return EXIT_OK
+
+
+def _plot_sweep(sweep_dir: Path, out: Path) -> int:
+    import pandas as pd  # noqa: PLC0415
+
+    from .plots import sweep_plot  # noqa: PLC0415
+
+    results = pd.read_csv(sweep_dir / "results.csv")
+    if "pipeline.stages" not in results.columns:
+        raise ConfigError(f"SWEEP_DIR: '{sweep_dir}' did not sweep pipeline.stages; nothing to plot against depth")
+    out.mkdir(parents=True, exist_ok=True)
+    fig = sweep_plot(results)
+    fig.savefig(out / "sweep.png", dpi=120)
+    print(out / "sweep.png")
     return EXIT_OK
 
 
@@ -203,10 +236,27 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], help="override a config key")
     val.set_defaults(func=cmd_validate)
 
-    plot = sub.add_parser("plot", help="draw a run's timeline and training curves as PNG",
-                          description="Draw timeline.png (accelerators as rows, F/B/U and transfers colored, "
-                                      "bubbles white) and curves.png (loss and accuracy against samples and cycles).")
-    plot.add_argument("run_dir", metavar="RUN_DIR", help="a run directory written by 'aimcsim run'")
+    sw = sub.add_parser("sweep", help="run a grid of overrides, locally or on a Dask cluster",
+                        description="Run the cartesian product of --grid values (or the config's sweep: {grid: ...}) "
+                                    "as independent points: one run directory each plus results.csv. Re-running "
+                                    "into the same directory skips finished points.",
+                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sw.add_argument("config", metavar="CONFIG", help="YAML config file")
+    sw.add_argument("--grid", metavar="KEY=V1,V2,...", action="append", default=[],
+                    help="a grid axis, e.g. --grid pipeline.stages=1,2,4,8 --grid seed=0,1,2 (repeatable)")
+    sw.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], help="override a config key")
+    sw.add_argument("--out", metavar="DIR", help="sweep directory (default: runs/<config name>-sweep)")
+    sw.add_argument("--workers", type=int, help="local processes (default: the number of cores; 1 = serial)")
+    sw.add_argument("--scheduler", metavar="ADDRESS", help="run on a Dask cluster, e.g. tcp://10.0.0.5:8786")
+    sw.add_argument("--quiet", action="store_true", help="no progress lines")
+    sw.set_defaults(func=cmd_sweep)
+
+    plot = sub.add_parser("plot", help="draw a run's timeline and curves, or a sweep's complexities, as PNG",
+                          description="For a run directory: timeline.png (accelerators as rows, F/B/U and transfers "
+                                      "colored, bubbles white) and curves.png (loss and accuracy against samples and "
+                                      "cycles). For a sweep directory: sweep.png (sample and cycle complexity and "
+                                      "final accuracy against pipeline depth, one line per schedule).")
+    plot.add_argument("run_dir", metavar="RUN_DIR", help="a run or sweep directory")
     plot.add_argument("--out", metavar="DIR", help="where to write the PNGs (default: RUN_DIR)")
     plot.add_argument("--cycles", type=int, help="timeline window in cycles (default: about 40 ops)")
     plot.set_defaults(func=cmd_plot)

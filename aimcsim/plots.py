@@ -60,3 +60,34 @@ def curves(metrics: pd.DataFrame, y: str = "train_loss", axes=None, label: str |
     axes[0].set(xlabel="samples", ylabel=y)
     axes[1].set(xlabel="clock cycles", ylabel=y)
     return axes
+
+
+def sweep_plot(results: pd.DataFrame, x: str = "pipeline.stages", by: str = "pipeline.schedule"):
+    """Sample complexity, clock-cycle complexity and final accuracy against ``x``, one line per ``by``.
+
+    Points that differ only in other keys (seeds) are pooled: the line is their mean and the
+    band their min-max spread. Points that did not reach the target are left out of the
+    complexity panels (and counted in the title).
+    """
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    panels = [("sample_complexity", "samples to target"), ("cycle_complexity", "cycles to target"),
+              ("final_test_accuracy", "final test accuracy")]
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
+    groups = results.groupby(by) if by in results.columns else [("all", results)]
+    for label, rows in groups:
+        for ax, (column, title) in zip(axes, panels):
+            data = rows[[x, column]].dropna()
+            if data.empty:
+                continue
+            stats = data.groupby(x)[column].agg(["mean", "min", "max"]).sort_index()
+            line, = ax.plot(stats.index, stats["mean"], marker="o", label=str(label))
+            ax.fill_between(stats.index, stats["min"], stats["max"], color=line.get_color(), alpha=0.2)
+    for ax, (column, title) in zip(axes, panels):
+        missed = int(results[column].isna().sum()) if column in results.columns else 0
+        ax.set(xlabel=x, title=title + (f" ({missed} points missed the target)" if missed and "complexity" in column else ""))
+        if results[x].dtype.kind in "iu" and results[x].min() > 0:
+            ax.set_xscale("log", base=2)
+    axes[2].legend(title=by)  # accuracy is known for every point; complexities may be missing
+    fig.tight_layout()
+    return fig

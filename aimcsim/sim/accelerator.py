@@ -15,6 +15,7 @@ import numpy as np
 import simpy
 from simpy.events import Event
 
+from ..errors import ConfigError
 from ..network import Stage, loss_and_grad
 
 
@@ -88,7 +89,11 @@ class Accelerator:
                 continue
             op, item = choice
             start, version = env.now, self.version
-            cycles, handoff = self._execute(op, item)
+            try:
+                with np.errstate(over="ignore", invalid="ignore"):
+                    cycles, handoff = self._execute(op, item)
+            except ConfigError as exc:  # inside a run only non-finite values reach a tile's checks
+                raise Diverged(item) from exc
             if cycles:
                 yield env.timeout(cycles)
                 counter[0] += 1

@@ -1,0 +1,249 @@
+"""Sweeps: a grid of config overrides run as independent points, locally or on a Dask cluster.
+
+A grid maps dotted keys to value lists (``{"pipeline.stages": [1, 2, 4], "seed": [0, 1]}``);
+its points are the cartesian product, each a run directory named from its overrides under
+the sweep directory, plus ``results.csv`` (one row per point: the overridden keys, then the
+run's summary fields). Points run serially (``workers=1``), on a local process pool
+(default: one process per core) or, given a scheduler address, as tasks on a Dask
+distributed cluster, whose workers must see the sweep directory (a shared file system).
+
+Sweeps are resumable: a point whose run directory holds ``summary.json`` is finished and
+skipped; anything else is (re)run. Every file is written atomically, so an interrupted sweep
+loses no finished point and leaves no half-written result. A point that fails is recorded
+with its status and message and the sweep goes on.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import multiprocessing
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from pathlib import Path
+
+import pandas as pd
+
+from .config import Config, load_config
+from .errors import ConfigError
+
+SUMMARY_COLUMNS = ["status", "message", "schedule", "stages", "microbatches", "microbatch_size", "samples",
+                   "cycles", "time_ns", "final_train_loss", "final_test_loss", "final_test_accuracy",
+                   "target_metric", "target_value", "sample_complexity", "cycle_complexity", "bubble_fraction",
+                   "utilization", "staleness", "diverged_at_sample", "events", "wall_seconds"]
+
+
+def parse_grid(items: list[str]) -> dict[str, list]:
+    """``["pipeline.stages=1,2,4", "seed=0,1"]`` -> {"pipeline.stages": [1, 2, 4], "seed": [0, 1]}."""
+    import yaml  # noqa: PLC0415
+
+    grid: dict[str, list] = {}
+    for item in items:
+        key, sep, values = item.partition("=")
+        key = key.strip()
+        if not sep or not key or not values.strip():
+            raise ConfigError(f"--grid {item}: expected KEY=V1,V2,... e.g. pipeline.stages=1,2,4")
+        if key in grid:
+            raise ConfigError(f"--grid {key}: given twice")
+        grid[key] = [yaml.safe_load(v.strip()) for v in values.split(",")]
+    return grid
+
+
+def points(grid: dict[str, list]) -> list[dict]:
+    """Cartesian product of the grid, in a stable order (keys as given, values as listed)."""
+    keys = list(grid)
+    return [dict(zip(keys, combo)) for combo in itertools.product(*(grid[k] for k in keys))]
+
+
+def point_name(overrides: dict) -> str:
+    """A directory name from the overrides: ``pipeline.schedule=async,pipeline.stages=4,seed=0``."""
+    parts = []
+    for key, value in overrides.items():
+        text = json.dumps(value) if isinstance(value, (list, dict)) else str(value)
+        parts.append(f"{key}={text}")
+    name = ",".join(parts) or "base"
+    return "".join(c if c.isalnum() or c in "._=,-+[]" else "_" for c in name)
+
+
+def _set_list(overrides: dict) -> list[str]:
+    return [f"{k}={json.dumps(v)}" for k, v in overrides.items()]
+
+
+def run_point(base: dict, overrides: dict, directory: str) -> dict:
+    """Run one point into ``directory`` (top level, so process pools and Dask can ship it)."""
+    from .run import simulate  # noqa: PLC0415
+
+    path = Path(directory)
+    if (path / "summary.json").is_file():
+        return json.loads((path / "summary.json").read_text())
+    if path.exists():
+        shutil.rmtree(path)  # an unfinished earlier attempt
+    try:
+        config = load_config(base, _set_list(overrides))
+        return simulate(config, out=path).summary
+    except Exception as exc:  # noqa: BLE001 - a failing point is recorded, the sweep goes on
+        return {"status": "error", "message": f"{type(exc).__name__}: {exc}".splitlines()[0]}
+
+
+def _init_worker(threads: int) -> None:
+    import numba  # noqa: PLC0415
+
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+
+
+def warm_up() -> None:
+    """Compile (or load) every numba kernel once in this process, so workers find the cache."""
+    from .run import simulate  # noqa: PLC0415
+
+    tiny = {"data": {"name": "synthetic", "n_samples": 20, "n_features": 3, "n_classes": 2},
+            "model": {"hidden": [3]}, "pipeline": {"stages": 1},
+            "train": {"epochs": 0.5, "eval_every": 1000, "target": None}}
+    for update in ({"pulse_type": "stochastic_compressed"}, {"pulse_type": "expected"}, {"pulse_type": "none"}):
+        simulate({**tiny, "update": update})
+
+
+class _Progress:
+    """One line per finished point: done / running / failed, elapsed and estimated remaining."""
+
+    def __init__(self, total: int, skipped: int, quiet: bool) -> None:
+        self.total, self.done, self.failed = total, skipped, 0
+        self.started = time.perf_counter()
+        self.fresh = 0
+        self.quiet = quiet
+
+    def finished(self, name: str, status: str, running: int) -> None:
+        self.done += 1
+        self.fresh += 1
+        if status != "ok":
+            self.failed += 1
+        if self.quiet:
+            return
+        elapsed = time.perf_counter() - self.started
+        left = (self.total - self.done) * elapsed / self.fresh
+        print(f"[{self.done}/{self.total} done, {running} running, {self.failed} failed] "
+              f"{elapsed:.0f} s elapsed, ~{left:.0f} s left: {name} {status}", file=sys.stderr, flush=True)
+
+
+def _results_row(overrides: dict, name: str, summary: dict) -> dict:
+    row = {"point": name, **overrides}
+    for key in SUMMARY_COLUMNS:
+        value = summary.get(key)
+        row[key] = json.dumps(value) if isinstance(value, list) else value
+    util = summary.get("utilization")
+    stale = summary.get("staleness")
+    row["utilization_mean"] = sum(util) / len(util) if util else None
+    row["staleness_max"] = max(stale) if stale else None
+    return row
+
+
+def _write_results(rows: list[dict], directory: Path) -> pd.DataFrame:
+    table = pd.DataFrame(rows)
+    tmp = directory / ".results.csv.partial"
+    try:
+        table.to_csv(tmp, index=False)
+        os.replace(tmp, directory / "results.csv")
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return table
+
+
+def sweep(config: str | os.PathLike | dict | Config, grid: dict[str, list] | None = None,
+          out: str | os.PathLike = "sweep", workers: int | None = None, scheduler: str | None = None,
+          overrides: list[str] | tuple[str, ...] = (), quiet: bool = True,
+          on_point: Callable[[str, dict], None] | None = None) -> pd.DataFrame:
+    """Run every point of ``grid`` (or the config's ``sweep.grid``); return the results table.
+
+    ``workers``: processes of the local pool (default: the number of cores; 1 runs serially
+    in this process). ``scheduler``: a Dask scheduler address (``tcp://host:port``) to run
+    the points on that cluster instead.
+    """
+    cfg = load_config(config, overrides)
+    base = cfg.model_dump(mode="json")
+    section = base.pop("sweep", None) or {}
+    grid = grid if grid is not None else section.get("grid")
+    if workers is None:
+        workers = section.get("workers")
+    if scheduler is None:
+        scheduler = section.get("scheduler")
+    if not grid:
+        raise ConfigError("sweep.grid: no grid given (use --grid KEY=V1,V2 or a sweep: {grid: ...} section)")
+    if not isinstance(grid, dict) or not all(isinstance(v, list) and v for v in grid.values()):
+        raise ConfigError("sweep.grid: must map dotted keys to non-empty lists of values")
+    todo = points(grid)
+    for p in todo:  # validate every point before running any
+        load_config(base, _set_list(p))
+    if workers is not None and (not isinstance(workers, int) or workers < 1):
+        raise ConfigError(f"--workers: must be a positive integer, got {workers!r}")
+    workers = workers or os.cpu_count() or 1
+
+    directory = Path(out)
+    directory.mkdir(parents=True, exist_ok=True)
+    names = [point_name(p) for p in todo]
+    results: dict[str, dict] = {}
+    pending = []
+    for p, name in zip(todo, names):
+        summary_path = directory / name / "summary.json"
+        if summary_path.is_file():
+            results[name] = json.loads(summary_path.read_text())
+        else:
+            pending.append((p, name))
+    progress = _Progress(len(todo), len(results), quiet)
+
+    def record(name: str, summary: dict, running: int) -> None:
+        results[name] = summary
+        _write_results([_results_row(p, n, results[n]) for p, n in zip(todo, names) if n in results], directory)
+        progress.finished(name, summary.get("status", "error"), running)
+        if on_point is not None:
+            on_point(name, summary)
+
+    if pending:
+        if scheduler:
+            _run_dask(scheduler, base, pending, directory, record)
+        elif workers == 1:
+            for p, name in pending:
+                record(name, run_point(base, p, str(directory / name)), 0)
+        else:
+            warm_up()
+            # spawn, not fork: the kernels' thread pool (OpenMP) must not be forked; each worker
+            # gets its share of the cores for numba's threads (results do not depend on it)
+            threads = max(1, (os.cpu_count() or 1) // workers)
+            with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                                     initializer=_init_worker, initargs=(threads,)) as pool:
+                futures = {pool.submit(run_point, base, p, str(directory / name)): name for p, name in pending}
+                waiting = set(futures)
+                while waiting:
+                    finished, waiting = wait(waiting, return_when=FIRST_COMPLETED)
+                    for fut in finished:
+                        record(futures[fut], fut.result(), min(workers, len(waiting)))
+    return _write_results([_results_row(p, n, results[n]) for p, n in zip(todo, names)], directory)
+
+
+def _run_dask(address: str, base: dict, pending: list, directory: Path, record) -> None:
+    try:
+        from distributed import Client, as_completed  # noqa: PLC0415
+    except ImportError:
+        raise ConfigError("--scheduler: needs dask[distributed] (pip install 'aimcsim[dask]')") from None
+    try:
+        client = Client(address, timeout="10s")
+    except (OSError, TimeoutError) as exc:
+        raise ConfigError(f"--scheduler: cannot reach a Dask scheduler at {address} ({exc})") from None
+    try:
+        warm_up()  # fills the kernel cache for workers on this machine
+        client.run(warm_up)  # and each worker compiles or loads the kernels once, not once per point
+        futures = {client.submit(run_point, base, p, str(directory.resolve() / name), pure=False,
+                                 key=f"aimcsim-{name}-{time.time_ns()}", retries=2): name for p, name in pending}
+        remaining = len(futures)
+        for fut in as_completed(futures):
+            remaining -= 1
+            try:
+                summary = fut.result()
+            except Exception as exc:  # noqa: BLE001 - e.g. every worker holding it died
+                summary = {"status": "error", "message": f"{type(exc).__name__}: {exc}".splitlines()[0]}
+            record(futures[fut], summary, remaining)
+    finally:
+        client.close()
