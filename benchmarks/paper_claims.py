@@ -1,0 +1,124 @@
+"""Measure the paper's claims and write the tables of docs/results.md.
+
+    python benchmarks/paper_claims.py [--seeds 3] [--epochs 2] [--out runs/claims] [--workers 2]
+
+The network is configs/depth_sweep.yaml's (an 8-layer tanh MLP on digits, soft-bounds
+device, stochastic pulse trains, noisy reads). For K in {1, 2, 4, 8} and each schedule it
+runs every seed under the `ideal` and the `rf25` timing, then writes, between the TABLES
+markers of docs/results.md, per timing: samples to target, cycles to target, utilization,
+maximum staleness and final test accuracy (mean +- std over seeds), and the measured cycle
+ratios next to the formulas of claim (b). Text outside the markers is left as it is.
+
+Learning rates give every sample the same step: ``async`` and ``sequential`` update after
+each micro-batch with lr; ``gpipe`` averages the M micro-batches of a mini-batch, so it
+uses M * lr (each of its M rank-one updates then applies lr, as async does).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+import aimcsim
+
+ROOT = Path(__file__).resolve().parents[1]
+STAGES = [1, 2, 4, 8]
+SCHEDULES = ["sequential", "gpipe", "async"]
+BEGIN, END = "<!-- BEGIN TABLES (written by benchmarks/paper_claims.py) -->", "<!-- END TABLES -->"
+
+
+def base_config(epochs: float) -> dict:
+    cfg = yaml.safe_load((ROOT / "configs" / "depth_sweep.yaml").read_text())
+    cfg.pop("sweep", None)
+    cfg["train"]["epochs"] = epochs
+    return cfg
+
+
+def run_all(seeds: int, epochs: float, out: Path, workers: int) -> pd.DataFrame:
+    tables = []
+    for timing in ("ideal", "rf25"):
+        for schedule in SCHEDULES:
+            cfg = base_config(epochs)
+            m = cfg["pipeline"]["microbatches"]
+            cfg["pipeline"]["schedule"] = schedule
+            cfg["timing"] = {"preset": timing}
+            if schedule == "gpipe":
+                cfg["train"]["lr"] = cfg["train"]["lr"] * m
+            grid = {"pipeline.stages": STAGES, "seed": list(range(seeds))}
+            t = aimcsim.sweep(cfg, grid, out=out / timing / schedule, workers=workers, quiet=False)
+            t["timing"] = timing
+            tables.append(t)
+    return pd.concat(tables, ignore_index=True)
+
+
+def _pm(values: pd.Series, fmt: str) -> str:
+    v = values.dropna()
+    if v.empty:
+        return "not reached"
+    text = f"{format(v.mean(), fmt)} ± {format(v.std(ddof=0), fmt)}"
+    return text + (f" ({len(v)}/{len(values)} seeds)" if len(v) < len(values) else "")
+
+
+def tables(results: pd.DataFrame, target: str, m: int) -> str:
+    lines = []
+    for timing in ("ideal", "rf25"):
+        t = results[results["timing"] == timing]
+        lines += [f"### `{timing}` timing", "",
+                  "| K | schedule | samples to target | cycles to target | utilization | max staleness | final test accuracy |",
+                  "|---|---|---|---|---|---|---|"]
+        for k in STAGES:
+            for schedule in SCHEDULES:
+                rows = t[(t["pipeline.stages"] == k) & (t["schedule"] == schedule)]
+                stale = max(max(json.loads(s)) for s in rows["staleness"])
+                lines.append(f"| {k} | {schedule} | {_pm(rows['sample_complexity'], ',.0f')} | "
+                             f"{_pm(rows['cycle_complexity'], ',.0f')} | {_pm(rows['utilization_mean'], '.3f')} | "
+                             f"{stale} | {_pm(rows['final_test_accuracy'], '.3f')} |")
+        lines += ["", f"Cycles per trained sample over the whole run, and the measured ratios next to claim (b)'s "
+                      f"formulas (M = {m}):", "",
+                  "| K | sequential | gpipe | async | gpipe / async | formula (M+K-1)/M | sequential / async | formula K |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for k in STAGES:
+            per = {}
+            for schedule in SCHEDULES:
+                rows = t[(t["pipeline.stages"] == k) & (t["schedule"] == schedule)]
+                per[schedule] = float((rows["cycles"] / rows["samples"]).mean())
+            lines.append(f"| {k} | {per['sequential']:.2f} | {per['gpipe']:.2f} | {per['async']:.2f} | "
+                         f"{per['gpipe'] / per['async']:.2f} | {(m + k - 1) / m:.2f} | "
+                         f"{per['sequential'] / per['async']:.2f} | {k} |")
+        lines.append("")
+    header = (f"Target: {target}. Mean ± std over seeds; \"not reached\" means no seed met the target within "
+              f"the budget (a count in brackets: only that many seeds did).")
+    return "\n".join([header, "", *lines])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--epochs", type=float, default=2.0)
+    parser.add_argument("--out", default="runs/claims")
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    results = run_all(args.seeds, args.epochs, Path(args.out), args.workers)
+    results.to_csv(Path(args.out) / "all_results.csv", index=False)
+    cfg = base_config(args.epochs)
+    tgt = cfg["train"]["target"]
+    target = f"{tgt['metric']} {'>=' if tgt['metric'] == 'test_accuracy' else '<='} {tgt['value']}"
+    text = tables(results, target, cfg["pipeline"]["microbatches"])
+    doc = ROOT / "docs" / "results.md"
+    doc.parent.mkdir(exist_ok=True)
+    old = doc.read_text() if doc.exists() else f"# Results\n\n{BEGIN}\n{END}\n"
+    if BEGIN not in old:
+        old += f"\n{BEGIN}\n{END}\n"
+    before, rest = old.split(BEGIN, 1)
+    after = rest.split(END, 1)[1]
+    doc.write_text(f"{before}{BEGIN}\n{text}\n{END}{after}")
+    print(f"wrote the tables of {doc}")
+
+
+if __name__ == "__main__":
+    main()
