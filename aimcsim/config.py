@@ -43,6 +43,9 @@ class DataConfig(_Section):
 
 class ModelConfig(_Section):
     hidden: list[int] = Field(default_factory=lambda: [32], description="widths of the hidden layers")
+    layers: list | None = Field(None, description="layer list (conv, pool, flatten, linear, activation); "
+                                                  "replaces hidden/activation")
+    tile_size: int = Field(512, ge=2, description="largest crossbar; bigger layers are split over several tiles")
     activation: Literal["sigmoid", "tanh", "relu"] = "sigmoid"
     loss: Literal["cross_entropy", "mse"] = "cross_entropy"
     init_scale: float = Field(1.0, gt=0, description="initial weights ~ U(+-init_scale / sqrt(fan_in))")
@@ -102,11 +105,13 @@ class Config(_Section):
 
     @model_validator(mode="after")
     def _consistent(self) -> "Config":
-        layers = len(self.model.hidden) + 1
+        layer_list = self.model.layers is not None  # a layer list is checked when it is built
+        layers = (sum(1 for e in self.model.layers if isinstance(e, dict) and set(e) & {"conv", "linear"})
+                  if layer_list else len(self.model.hidden) + 1)
         p = self.pipeline
-        if p.stages > layers:
+        if p.stages > layers and not layer_list:
             raise ValueError(f"pipeline.stages: {p.stages} stages need at least as many layers "
-                             f"(the model has {layers}: {len(self.model.hidden)} hidden + output)")
+                             f"(the model has {layers} analog layers)")
         if isinstance(p.partition, list):
             if len(p.partition) != p.stages:
                 raise ValueError(f"pipeline.partition: {len(p.partition)} entries for {p.stages} stages")

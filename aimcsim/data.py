@@ -28,6 +28,7 @@ class Dataset:
     y_test: np.ndarray
     n_outputs: int
     name: str
+    image_shape: tuple | None = None  # (channels, height, width) for image data sets
 
     @property
     def n_inputs(self) -> int:
@@ -47,7 +48,7 @@ def digits(test_fraction: float, seed: int) -> Dataset:
     bunch = load_digits()
     x = (bunch.data / 16.0).astype(np.float32)
     y = bunch.target.astype(np.int64)
-    return Dataset(*_split(x, y, test_fraction, seed), n_outputs=10, name="digits")
+    return Dataset(*_split(x, y, test_fraction, seed), n_outputs=10, name="digits", image_shape=(1, 8, 8))
 
 
 def synthetic(n_samples: int, n_features: int, n_classes: int, task: str, noise: float,
@@ -114,8 +115,9 @@ def idx_dataset(folder: str, name: str) -> Dataset:
         if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
             raise ConfigError(f"data.path: {part} images {images.shape} and labels {labels.shape} do not match")
     flat = lambda a: (a.reshape(len(a), -1) / 255.0).astype(np.float32)  # noqa: E731
+    h, w = arrays["train_images"].shape[1:]
     return Dataset(flat(arrays["train_images"]), arrays["train_labels"].astype(np.int64),
-                   flat(arrays["test_images"]), arrays["test_labels"].astype(np.int64), 10, name)
+                   flat(arrays["test_images"]), arrays["test_labels"].astype(np.int64), 10, name, (1, h, w))
 
 
 def _cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -146,7 +148,7 @@ def cifar10(folder: str) -> Dataset:
     x_train = np.concatenate([p[0] for p in parts])
     y_train = np.concatenate([p[1] for p in parts])
     scale = lambda a: (a / 255.0).astype(np.float32)  # noqa: E731
-    return Dataset(scale(x_train), y_train, scale(x_test), y_test, 10, "cifar10")
+    return Dataset(scale(x_train), y_train, scale(x_test), y_test, 10, "cifar10", (3, 32, 32))
 
 
 def load_dataset(cfg, seed: int) -> Dataset:
@@ -161,5 +163,5 @@ def load_dataset(cfg, seed: int) -> Dataset:
         ds = cifar10(cfg.path)
     if cfg.max_train is not None and cfg.max_train < len(ds.x_train):
         ds = Dataset(ds.x_train[:cfg.max_train], ds.y_train[:cfg.max_train], ds.x_test, ds.y_test,
-                     ds.n_outputs, ds.name)
+                     ds.n_outputs, ds.name, ds.image_shape)
     return ds

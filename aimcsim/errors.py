@@ -68,6 +68,8 @@ def from_validation_error(exc: ValidationError, prefix: str, model: type[BaseMod
         msg = msg[len("Value error, "):]
     value = err.get("input")
     shown = "" if isinstance(value, (dict, list)) or value is None else f" (got {value!r})"
+    if not loc and not prefix:  # a whole-config check: its message names the keys itself
+        return ConfigError(f"{msg}{shown}")
     return ConfigError(f"{where}: {msg}{shown}")
 
 

@@ -38,6 +38,7 @@ from .rng import fill_normals, mix, next_uniform, stream
  IO_NM, IO_NM_THRES, IO_BM, IO_MAX_BM_FACTOR, IO_MAX_BM_RES, IO_BM_NEG) = range(13)
 
 NONFINITE = -1  # status returned when an input holds NaN or inf
+PARALLEL_MIN_SIZE = 32768  # crossbars with fewer cross-points run single-threaded kernels
 
 
 @njit(cache=True)
@@ -155,8 +156,10 @@ def analog_read(weights: np.ndarray, inputs: np.ndarray, transposed: bool, io: n
                 buffer[j] = min(max(v, -inp_bound), inp_bound) + inp_noise * noise[j]
             if transposed:
                 y[:] = np.dot(buffer, weights)
-            else:
+            elif weights.size >= PARALLEL_MIN_SIZE:
                 matvec(weights, buffer, y)
+            else:  # small crossbars: a thread launch would cost more than the read
+                y[:] = np.dot(weights, buffer)
             if out_noise > 0.0:
                 state = fill_normals(state, noise, n_out, scratch)
             saturated = False
@@ -439,6 +442,10 @@ def pulsed_update(weights: np.ndarray, block: np.ndarray, model: int, shared: np
                                           model, shared, noise, q)
                 fired[i] += total
     return slots, max_bl, fired.sum()
+
+
+# the same update on one thread, for small crossbars (prange runs as range here)
+pulsed_update_serial = njit(cache=True)(pulsed_update.py_func)
 
 
 @njit(parallel=True, cache=True)

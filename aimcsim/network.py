@@ -13,12 +13,13 @@ Weights only change through ``update``; stages never exchange weights.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from .errors import ConfigError
-from .tile import AnalogTile, OpReport
+from .layers import Cache, TileGrid, col2im, im2col
+from .tile import OpReport
 
 ACTIVATIONS = ("sigmoid", "tanh", "relu")
 LOSSES = ("cross_entropy", "mse")
@@ -61,126 +62,192 @@ def loss_and_grad(name: str, outputs: np.ndarray, targets: np.ndarray) -> tuple[
     return 0.5 * np.sum(diff * diff, axis=1), diff.astype(np.float32)
 
 
-@dataclass
-class Layer:
-    """One analog fully connected layer: tile [W | b] and the activation after it."""
-
-    tile: AnalogTile
-    activation: str  # "linear" for the last layer
-
-    @property
-    def in_size(self) -> int:
-        return self.tile.in_size - 1
-
-
 def _with_bias(x: np.ndarray) -> np.ndarray:
     return np.concatenate([x, np.ones((x.shape[0], 1), dtype=np.float32)], axis=1)
 
 
 @dataclass
-class _Context:
-    inputs: list[np.ndarray] = field(default_factory=list)   # layer inputs with bias column
-    pre: list[np.ndarray] = field(default_factory=list)      # pre-activations
-    post: list[np.ndarray] = field(default_factory=list)     # activations
+class Block:
+    """One analog layer (dense or convolution) and the digital operations that follow it.
+
+    ``forward``/``backward`` take the layer's read functions, so the same code runs the
+    analog tiles (training) and exact digital reads of their weights (evaluation).
+    """
+
+    grid: TileGrid
+    kind: str                       # "dense" or "conv"
+    activation: str                 # "linear" = none
+    in_shape: tuple | None = None   # (channels, height, width) of a convolution's input
+    kernel: int = 1
+    stride: int = 1
+    padding: int = 0
+    pool: str | None = None         # "max" | "avg"
+    pool_size: int = 2
+    flatten: bool = False
+
+    def forward(self, a: np.ndarray, read) -> tuple[np.ndarray, Cache]:
+        if self.kind == "dense":
+            rows = _with_bias(a)
+            z = read(rows)
+            y = z if self.activation == "linear" else activate(self.activation, z)
+            return y, Cache(rows, z, None)
+        n = a.shape[0]
+        if a.ndim == 2:  # flat rows from the data set or a previous stage
+            a = a.reshape(n, *self.in_shape)
+        patches, oh, ow = im2col(a, self.kernel, self.kernel, self.stride, self.padding)
+        rows = _with_bias(patches)
+        z = read(rows).reshape(n, oh, ow, -1).transpose(0, 3, 1, 2)
+        y = z if self.activation == "linear" else activate(self.activation, z)
+        pooled = _pool(y, self.pool, self.pool_size) if self.pool else (y, None)
+        y, argmax = pooled
+        shape = y.shape
+        if self.flatten:
+            y = y.reshape(n, -1)
+        return np.ascontiguousarray(y, dtype=np.float32), Cache(rows, z, (a.shape, shape, argmax, oh, ow))
+
+    def backward(self, g: np.ndarray, cache: Cache, read_t, need_input: bool):
+        """(gradient wrt the block's input or None, update rows x, update rows delta)."""
+        if self.kind == "dense":
+            delta = g if self.activation == "linear" else (
+                g * activation_grad(self.activation, cache.z, activate(self.activation, cache.z)))
+            delta = delta.astype(np.float32)
+            g_in = read_t(delta)[:, :-1] if need_input else None
+            return g_in, cache.x, delta
+        in_shape, pooled_shape, argmax, oh, ow = cache.extra
+        n = in_shape[0]
+        g = g.reshape(pooled_shape)
+        if self.pool:
+            g = _unpool(g, self.pool, self.pool_size, argmax, (n, pooled_shape[1], oh, ow))
+        if self.activation != "linear":
+            g = g * activation_grad(self.activation, cache.z, activate(self.activation, cache.z))
+        delta = np.ascontiguousarray(g.transpose(0, 2, 3, 1).reshape(n * oh * ow, -1), dtype=np.float32)
+        g_in = None
+        if need_input:
+            cols = read_t(delta)[:, :-1]
+            g_in = col2im(cols, in_shape, self.kernel, self.kernel, self.stride, self.padding)
+        return g_in, cache.x, delta
+
+
+def _pool(y: np.ndarray, kind: str, size: int):
+    n, c, h, w = y.shape
+    oh, ow = h // size, w // size
+    blocks = y[:, :, :oh * size, :ow * size].reshape(n, c, oh, size, ow, size).transpose(0, 1, 2, 4, 3, 5)
+    blocks = blocks.reshape(n, c, oh, ow, size * size)
+    if kind == "avg":
+        return blocks.mean(axis=-1).astype(np.float32), None
+    arg = blocks.argmax(axis=-1)
+    return np.take_along_axis(blocks, arg[..., None], axis=-1)[..., 0], arg
+
+
+def _unpool(g: np.ndarray, kind: str, size: int, arg, shape) -> np.ndarray:
+    n, c, h, w = shape
+    oh, ow = g.shape[2], g.shape[3]
+    if kind == "avg":
+        spread = np.repeat(g[..., None], size * size, axis=-1) / (size * size)
+    else:
+        spread = np.zeros((n, c, oh, ow, size * size), dtype=np.float32)
+        np.put_along_axis(spread, arg[..., None], g[..., None], axis=-1)
+    spread = spread.reshape(n, c, oh, ow, size, size).transpose(0, 1, 2, 4, 3, 5).reshape(n, c, oh * size, ow * size)
+    out = np.zeros(shape, dtype=np.float32)
+    out[:, :, :oh * size, :ow * size] = spread
+    return out
 
 
 class Stage:
-    """Layers ``first..last`` of a network, as placed on one accelerator."""
+    """Blocks ``first..last`` of a network, as placed on one accelerator."""
 
-    def __init__(self, index: int, layers: list[Layer], is_last: bool, loss: str) -> None:
+    def __init__(self, index: int, blocks: list[Block], is_last: bool, loss: str) -> None:
         self.index = index
-        self.layers = layers
+        self.layers = blocks
         self.is_last = is_last
         self.loss = loss
-        self._contexts: dict[int, _Context] = {}
-        self._pending: list[tuple[list[np.ndarray], list[np.ndarray]]] = []
+        self._contexts: dict[int, list[Cache]] = {}
+        self._pending: list[tuple[int, list[np.ndarray], list[np.ndarray]]] = []
 
     def forward(self, item: int, x: np.ndarray) -> tuple[np.ndarray, list[OpReport]]:
         """Forward reads through the stage; keeps what ``backward`` of ``item`` needs."""
-        ctx = _Context()
-        reports = []
+        caches, reports = [], []
         a = x
-        for layer in self.layers:
-            xin = _with_bias(a)
-            z = layer.tile.forward(xin)
-            reports.append(layer.tile.last_report)
-            a = z if layer.activation == "linear" else activate(layer.activation, z)
-            ctx.inputs.append(xin)
-            ctx.pre.append(z)
-            ctx.post.append(a)
-        self._contexts[item] = ctx
+        for block in self.layers:
+            a, cache = block.forward(a, block.grid.forward)
+            reports.append(block.grid.last_report)
+            caches.append(cache)
+        self._contexts[item] = caches
         return a, reports
 
     def backward(self, item: int, grad_out: np.ndarray) -> tuple[np.ndarray, list[OpReport]]:
         """Backward (transposed) reads through the stage for ``item``.
 
-        ``grad_out`` is dLoss/d(output of this stage's last layer) after its activation
-        (for the last stage, the loss gradient wrt the outputs). Stores the update pairs
-        and returns the error for the previous stage.
+        ``grad_out`` is dLoss/d(output of this stage) (for the last stage, the loss gradient
+        wrt the outputs). Stores the update pairs and returns the error for the stage before.
         """
-        ctx = self._contexts.pop(item)
-        reports = []
-        xs, deltas = [], []
+        caches = self._contexts.pop(item)
+        reports, xs, deltas = [], [], []
         g = grad_out
         for k in range(len(self.layers) - 1, -1, -1):
-            layer = self.layers[k]
-            if layer.activation == "linear":
-                delta = g
-            else:
-                delta = (g * activation_grad(layer.activation, ctx.pre[k], ctx.post[k])).astype(np.float32)
-            xs.append(ctx.inputs[k])
+            block = self.layers[k]
+            need = k > 0 or self.index > 0
+            g, x_rows, delta = block.backward(g, caches[k], block.grid.backward, need)
+            if need:
+                reports.append(block.grid.last_report)
+            xs.append(x_rows)
             deltas.append(delta)
-            if k > 0 or self.index > 0:
-                g = layer.tile.backward(delta)[:, :-1]
-                reports.append(layer.tile.last_report)
-        self._pending.append((xs[::-1], deltas[::-1]))
+        self._pending.append((grad_out.shape[0], xs[::-1], deltas[::-1]))
         return g, reports
 
     def update(self, lr: float) -> list[OpReport]:
         """Apply every stored (x, delta) pair as sequential rank-one updates, in arrival order.
 
-        ``lr`` is divided by the number of rows applied, so one update step follows the
-        gradient of the mean loss over them.
+        ``lr`` is divided by the number of samples applied, so one update step follows the
+        gradient of the mean loss over them (a convolution sums its patches per sample).
         """
-        rows = self.pending_rows
+        samples = self.pending_rows
         reports = []
-        for k, layer in enumerate(self.layers):
-            xs = np.concatenate([p[0][k] for p in self._pending])
-            ds = np.concatenate([p[1][k] for p in self._pending])
-            layer.tile.update(xs, ds, lr / rows)
-            reports.append(layer.tile.last_report)
+        for k, block in enumerate(self.layers):
+            xs = np.concatenate([p[1][k] for p in self._pending])
+            ds = np.concatenate([p[2][k] for p in self._pending])
+            block.grid.update(xs, ds, lr / samples)
+            reports.append(block.grid.last_report)
         self._pending.clear()
         return reports
 
     @property
     def pending_rows(self) -> int:
         """Samples whose (x, delta) pairs wait for the next update."""
-        return sum(p[0][0].shape[0] for p in self._pending)
+        return sum(p[0] for p in self._pending)
 
 
 class Network:
-    """An MLP of analog layers; initial weights depend only on the seed and the layer sizes."""
+    """Analog blocks; initial weights depend only on the seed and the layer sizes."""
 
-    def __init__(self, sizes: list[int], activation: str, loss: str, device: object, update: object,
-                 forward_io: object, backward_io: object, seed: int, init_scale: float = 1.0) -> None:
-        self.sizes = list(sizes)
+    def __init__(self, specs: list[dict], loss: str, device: object, update: object, forward_io: object,
+                 backward_io: object, seed: int, init_scale: float = 1.0, tile_size: int = 512) -> None:
         self.loss = loss
-        self.layers: list[Layer] = []
+        self.layers: list[Block] = []
         init_rng = np.random.default_rng([seed, 0x1A])
-        for k, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-            tile = AnalogTile(n_out, n_in + 1, device=device, update=update, forward_io=forward_io,
-                              backward_io=backward_io, seed=_layer_seed(seed, k))
+        for k, spec in enumerate(specs):
+            n_out, n_in = spec["out"], spec["in"]
+            grid = TileGrid(n_out, n_in + 1, tile_size, _layer_seed(seed, k), device=device, update=update,
+                            forward_io=forward_io, backward_io=backward_io)
             bound = init_scale / np.sqrt(n_in + 1)
-            tile.set_weights(init_rng.uniform(-bound, bound, (n_out, n_in + 1)))
-            act = "linear" if k == len(sizes) - 2 else activation
-            self.layers.append(Layer(tile, act))
+            grid.set_weights(init_rng.uniform(-bound, bound, (n_out, n_in + 1)))
+            self.layers.append(Block(grid, spec.get("kind", "dense"), spec["activation"],
+                                     in_shape=spec.get("in_shape"), kernel=spec.get("kernel", 1), stride=spec.get("stride", 1),
+                                     padding=spec.get("padding", 0), pool=spec.get("pool"),
+                                     pool_size=spec.get("pool_size", 2), flatten=spec.get("flatten", False)))
+
+    @classmethod
+    def mlp(cls, sizes: list[int], activation: str, loss: str, **kwargs) -> "Network":
+        specs = [{"in": n_in, "out": n_out, "activation": "linear" if k == len(sizes) - 2 else activation}
+                 for k, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:]))]
+        return cls(specs, loss, **kwargs)
 
     @property
     def n_layers(self) -> int:
         return len(self.layers)
 
     def weights(self) -> list[np.ndarray]:
-        return [layer.tile.get_weights() for layer in self.layers]
+        return [block.grid.get_weights() for block in self.layers]
 
     def stages(self, partition: list[int]) -> list[Stage]:
         """Cut the layers into stages of ``partition[k]`` contiguous layers each."""
@@ -193,35 +260,115 @@ class Network:
             start += count
         return stages
 
-    def evaluate(self, x: np.ndarray, y: np.ndarray, with_grad: bool = False) -> dict:
+    def evaluate(self, x: np.ndarray, y: np.ndarray, with_grad: bool = False, batch: int = 1024) -> dict:
         """Exact (digital) loss, accuracy and optionally squared full-gradient norm of the current weights.
 
         Evaluation reads the weights without the analog IO chain and outside simulated time,
         so it neither costs cycles nor consumes the tiles' noise streams.
         """
         weights = self.weights()
-        acts, pres = [x.astype(np.float32)], []
-        a = acts[0]
-        for w, layer in zip(weights, self.layers):
-            z = _with_bias(a) @ w.T
-            pres.append(z)
-            a = z if layer.activation == "linear" else activate(layer.activation, z)
-            acts.append(a)
-        with np.errstate(all="ignore"):
-            loss, grad = loss_and_grad(self.loss, a.astype(np.float64), y)
-        out = {"loss": float(np.mean(loss))}
+        total_loss, correct, grads = 0.0, 0, [np.zeros_like(w, dtype=np.float64) for w in weights]
+        for start in range(0, len(x), batch):
+            xb, yb = x[start:start + batch].astype(np.float32), y[start:start + batch]
+            a, caches = xb, []
+            with np.errstate(all="ignore"):
+                for w, block in zip(weights, self.layers):
+                    a, cache = block.forward(a, lambda rows, w=w: rows @ w.T)
+                    caches.append(cache)
+                loss, grad = loss_and_grad(self.loss, a.astype(np.float64), yb)
+                total_loss += float(np.sum(loss))
+                if self.loss == "cross_entropy":
+                    correct += int(np.sum(np.argmax(a, axis=1) == yb))
+                if with_grad:
+                    g = (grad / len(x)).astype(np.float32)
+                    for k in range(len(weights) - 1, -1, -1):
+                        g, x_rows, delta = self.layers[k].backward(g, caches[k], lambda d, w=weights[k]: d @ w, k > 0)
+                        grads[k] += delta.astype(np.float64).T @ x_rows.astype(np.float64)
+        out = {"loss": total_loss / len(x)}
         if self.loss == "cross_entropy":
-            out["accuracy"] = float(np.mean(np.argmax(a, axis=1) == y))
+            out["accuracy"] = correct / len(x)
         if with_grad:
-            g = grad / len(x)
-            total = 0.0
-            for k in range(len(weights) - 1, -1, -1):
-                layer = self.layers[k]
-                delta = g if layer.activation == "linear" else g * activation_grad(layer.activation, pres[k], acts[k + 1])
-                total += float(np.sum((delta.T @ _with_bias(acts[k])) ** 2))
-                g = delta @ weights[k][:, :-1]
-            out["grad_norm_sq"] = total
+            out["grad_norm_sq"] = float(sum(np.sum(gk * gk) for gk in grads))
         return out
+
+
+def specs_from_layers(layers: list[dict], image_shape: tuple | None, n_inputs: int, n_outputs: int) -> list[dict]:
+    """Analog blocks from a layer list (conv, pool, flatten, linear, activation), with costs.
+
+    Each conv or linear layer starts a block; activation, pool and flatten attach to the block
+    before them. The output layer must have as many units as the data set has outputs.
+    """
+    specs: list[dict] = []
+    shape: tuple = tuple(image_shape) if image_shape else (n_inputs,)
+    for i, entry in enumerate(layers):
+        where = f"model.layers[{i}]"
+        if not isinstance(entry, dict) or len(entry) != 1:
+            raise ConfigError(f"{where}: expected one of {{conv: ...}}, {{pool: ...}}, {{flatten: {{}}}}, "
+                              f"{{linear: ...}}, {{activation: NAME}}")
+        (kind, opts), = entry.items()
+        opts = opts if isinstance(opts, dict) else ({} if opts is None else {"name": opts})
+        last = specs[-1] if specs else None
+        if kind == "conv":
+            if len(shape) != 3:
+                raise ConfigError(f"{where}.conv: needs image input; the data set or a flatten before it gives vectors")
+            c, h, w = shape
+            k, stride, pad = opts.get("kernel", 3), opts.get("stride", 1), opts.get("padding", 0)
+            channels = opts.get("channels")
+            for key, value in (("channels", channels), ("kernel", k), ("stride", stride)):
+                if not isinstance(value, int) or value < 1:
+                    raise ConfigError(f"{where}.conv.{key}: must be a positive integer, got {value!r}")
+            if not isinstance(pad, int) or pad < 0:
+                raise ConfigError(f"{where}.conv.padding: must be a non-negative integer, got {pad!r}")
+            oh, ow = (h + 2 * pad - k) // stride + 1, (w + 2 * pad - k) // stride + 1
+            if oh < 1 or ow < 1:
+                raise ConfigError(f"{where}.conv.kernel: {k} does not fit the {h}x{w} input with padding {pad}")
+            specs.append({"kind": "conv", "in": c * k * k, "out": channels, "activation": "linear", "kernel": k,
+                          "stride": stride, "padding": pad, "in_shape": (c, h, w), "patches": oh * ow})
+            shape = (channels, oh, ow)
+        elif kind == "linear":
+            if len(shape) != 1:
+                raise ConfigError(f"{where}.linear: needs vector input; add {{flatten: {{}}}} after the convolutions")
+            units = opts.get("units")
+            if units is None and i == len(layers) - 1:
+                units = n_outputs
+            if not isinstance(units, int) or units < 1:
+                raise ConfigError(f"{where}.linear.units: must be a positive integer, got {units!r}")
+            specs.append({"kind": "dense", "in": shape[0], "out": units, "activation": "linear", "patches": 1})
+            shape = (units,)
+        elif kind == "activation":
+            name = opts.get("name")
+            if last is None or name not in ACTIVATIONS:
+                raise ConfigError(f"{where}.activation: must follow a conv or linear layer and be one of "
+                                  f"{', '.join(ACTIVATIONS)}, got {name!r}")
+            last["activation"] = name
+        elif kind == "pool":
+            size, how = opts.get("size", 2), opts.get("kind", "max")
+            if last is None or last["kind"] != "conv" or len(shape) != 3 or last.get("pool"):
+                raise ConfigError(f"{where}.pool: must follow a conv layer (and its activation)")
+            if how not in ("max", "avg") or not isinstance(size, int) or size < 1 or size > min(shape[1:]):
+                raise ConfigError(f"{where}.pool: kind max|avg and size 1..{min(shape[1:])}, got {how!r}, {size!r}")
+            last["pool"], last["pool_size"] = how, size
+            shape = (shape[0], shape[1] // size, shape[2] // size)
+        elif kind == "flatten":
+            if last is None or len(shape) != 3:
+                raise ConfigError(f"{where}.flatten: must follow a conv layer")
+            last["flatten"] = True
+            shape = (shape[0] * shape[1] * shape[2],)
+        else:
+            raise ConfigError(f"{where}: unknown layer '{kind}'; allowed: conv, pool, flatten, linear, activation")
+    if not specs or specs[-1]["kind"] != "dense" or len(shape) != 1:
+        raise ConfigError("model.layers: must end with a linear output layer")
+    if specs[-1]["out"] != n_outputs:
+        raise ConfigError(f"model.layers[-1].linear.units: the output layer needs {n_outputs} units for this data set, "
+                          f"got {specs[-1]['out']}")
+    if specs[-1]["activation"] != "linear":
+        raise ConfigError("model.layers: the output layer takes no activation (the loss applies softmax)")
+    return specs
+
+
+def layer_costs(specs: list[dict]) -> list[float]:
+    """Cost of each block for balancing: weights times patches (vectors per sample)."""
+    return [float(s["in"] + 1) * s["out"] * s.get("patches", 1) for s in specs]
 
 
 def _layer_seed(seed: int, layer: int) -> int:

@@ -196,14 +196,19 @@ def test_sigint_leaves_no_partial_file(tmp_path):
     out = tmp_path / "interrupted"
     proc = subprocess.Popen([sys.executable, "-m", "aimcsim.cli", "run", write(tmp_path, long), "--out", str(out),
                              "--quiet"], stderr=subprocess.PIPE, text=True)
-    partial = out / ".trace.csv.partial"
-    deadline = time.time() + 120
-    # wait until the simulation streams rows (past set-up and any kernel compilation)
-    while time.time() < deadline and not (partial.exists() and partial.stat().st_size > 1000):
-        time.sleep(0.1)
-    assert partial.exists(), "the run never started streaming its trace"
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    try:
+        partial = out / ".trace.csv.partial"
+        deadline = time.time() + 120
+        while time.time() < deadline and not partial.exists():
+            time.sleep(0.1)
+        assert partial.exists(), "the run never started writing its trace"
+        time.sleep(3.0)  # past set-up: the run is simulating and streaming
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
     assert proc.returncode == 130
     assert "interrupted" in err and "Traceback" not in err
     leftovers = list(out.iterdir()) if out.exists() else []

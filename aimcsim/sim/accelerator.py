@@ -122,7 +122,7 @@ class Accelerator:
             return cycles, lambda: self.next_link.send(item, out, self.next_acc.deliver_forward, version)
         if op == "B":
             error, reports = stage.backward(item, self.ready_backward.pop(item))
-            if not np.all(np.isfinite(error)):
+            if error is not None and not np.all(np.isfinite(error)):
                 raise Diverged(item)
             self.in_flight.discard(item)
             cycles = self.timing.backward(reports)

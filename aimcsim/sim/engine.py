@@ -17,7 +17,7 @@ import simpy
 
 from ..config import Config
 from ..data import Dataset, load_dataset
-from ..network import Network, balanced_partition
+from ..network import Network, balanced_partition, layer_costs, specs_from_layers
 from ..trace import Tracer
 from .accelerator import Accelerator, Diverged
 from .link import Link
@@ -41,16 +41,26 @@ class Engine:
             from ..errors import ConfigError  # noqa: PLC0415
             raise ConfigError("model.loss: cross_entropy needs class labels; use mse for a regression data set")
         self.timing = cfg.timing_model()
-        sizes = [self.data.n_inputs, *cfg.model.hidden, self.data.n_outputs]
-        self.network = Network(sizes, cfg.model.activation, cfg.model.loss, cfg.device_params(),
-                               cfg.update_params(), cfg.forward_io(), cfg.backward_io(), cfg.seed,
-                               cfg.model.init_scale)
+        if cfg.model.layers is not None:
+            specs = specs_from_layers(cfg.model.layers, self.data.image_shape, self.data.n_inputs,
+                                      self.data.n_outputs)
+        else:
+            sizes = [self.data.n_inputs, *cfg.model.hidden, self.data.n_outputs]
+            specs = [{"kind": "dense", "in": n_in, "out": n_out,
+                      "activation": "linear" if k == len(sizes) - 2 else cfg.model.activation}
+                     for k, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:]))]
+        self.network = Network(specs, cfg.model.loss, device=cfg.device_params(), update=cfg.update_params(),
+                               forward_io=cfg.forward_io(), backward_io=cfg.backward_io(), seed=cfg.seed,
+                               init_scale=cfg.model.init_scale, tile_size=cfg.model.tile_size)
         p = cfg.pipeline
+        if len(specs) < p.stages:
+            from ..errors import ConfigError  # noqa: PLC0415
+            raise ConfigError(f"pipeline.stages: {p.stages} stages need at least as many analog layers "
+                              f"(the model has {len(specs)})")
         if isinstance(p.partition, list):
             self.partition = list(p.partition)
         else:
-            costs = [float(n_in + 1) * n_out for n_in, n_out in zip(sizes[:-1], sizes[1:])]
-            self.partition = balanced_partition(costs, p.stages)
+            self.partition = balanced_partition(layer_costs(specs), p.stages)
         self.stages = self.network.stages(self.partition)
         self.lr = cfg.train.lr
         self.m = p.microbatch_size
