@@ -236,12 +236,6 @@ class Network:
                                      padding=spec.get("padding", 0), pool=spec.get("pool"),
                                      pool_size=spec.get("pool_size", 2), flatten=spec.get("flatten", False)))
 
-    @classmethod
-    def mlp(cls, sizes: list[int], activation: str, loss: str, **kwargs) -> "Network":
-        specs = [{"in": n_in, "out": n_out, "activation": "linear" if k == len(sizes) - 2 else activation}
-                 for k, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:]))]
-        return cls(specs, loss, **kwargs)
-
     @property
     def n_layers(self) -> int:
         return len(self.layers)
@@ -290,6 +284,12 @@ class Network:
         if with_grad:
             out["grad_norm_sq"] = float(sum(np.sum(gk * gk) for gk in grads))
         return out
+
+
+def mlp_specs(sizes: list[int], activation: str) -> list[dict]:
+    """Dense blocks of an MLP with layer widths ``sizes`` (input first); the output layer is linear."""
+    return [{"kind": "dense", "in": n_in, "out": n_out, "activation": "linear" if k == len(sizes) - 2 else activation}
+            for k, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:]))]
 
 
 def specs_from_layers(layers: list[dict], image_shape: tuple | None, n_inputs: int, n_outputs: int) -> list[dict]:

@@ -24,6 +24,16 @@ COMPUTE_OPS = ("F", "B", "U")
 _NAMES = {"F": "forward", "B": "backward", "U": "update", "TF": "send activations", "TB": "send errors"}
 
 
+def _thread_event(stage: int) -> dict:
+    return {"name": "thread_name", "ph": "M", "pid": 0, "tid": int(stage), "args": {"name": f"accelerator {stage}"}}
+
+
+def _span_event(stage, op, item, start, end, version, us_per_cycle: float) -> dict:
+    return {"name": f"{op}{item}", "cat": _NAMES.get(op, op), "ph": "X", "pid": 0, "tid": int(stage),
+            "ts": start * us_per_cycle, "dur": (end - start) * us_per_cycle,
+            "args": {"item": int(item), "version": int(version)}}
+
+
 class Tracer:
     """Collects trace rows and keeps the run's statistics as the rows arrive.
 
@@ -101,15 +111,11 @@ class TraceSink:
     def write(self, rows: list[tuple]) -> None:
         self._csv.write("".join(f"{r[0]},{r[1]},{r[2]},{r[3]},{r[4]},{r[5]}\n" for r in rows))
         events = []
-        for stage, op, item, start, end, version in rows:
-            if stage not in self._stages:
-                self._stages.add(stage)
-                events.append(json.dumps({"name": "thread_name", "ph": "M", "pid": 0, "tid": stage,
-                                          "args": {"name": f"accelerator {stage}"}}))
-            events.append(json.dumps({"name": f"{op}{item}", "cat": _NAMES.get(op, op), "ph": "X", "pid": 0,
-                                      "tid": stage, "ts": start * self.us_per_cycle,
-                                      "dur": (end - start) * self.us_per_cycle,
-                                      "args": {"item": item, "version": version}}))
+        for row in rows:
+            if row[0] not in self._stages:
+                self._stages.add(row[0])
+                events.append(json.dumps(_thread_event(row[0])))
+            events.append(json.dumps(_span_event(*row, self.us_per_cycle)))
         if events:
             self._json.write(("" if self._first else ",") + ",".join(events))
             self._first = False
@@ -174,14 +180,8 @@ def action_strings(trace: pd.DataFrame) -> dict[int, list[str]]:
 def to_chrome_trace(trace: pd.DataFrame, clock_ghz: float = 1.0) -> dict:
     """Chrome/Perfetto trace (open in ui.perfetto.dev): one track per stage, times in us."""
     us_per_cycle = 1e-3 / clock_ghz
-    events = []
-    for stage in sorted(trace["stage"].unique()):
-        events.append({"name": "thread_name", "ph": "M", "pid": 0, "tid": int(stage),
-                       "args": {"name": f"accelerator {stage}"}})
-    for stage, op, item, start, end, version in trace[COLUMNS].itertuples(index=False):
-        events.append({"name": f"{op}{item}", "cat": _NAMES.get(op, op), "ph": "X", "pid": 0,
-                       "tid": int(stage), "ts": start * us_per_cycle, "dur": (end - start) * us_per_cycle,
-                       "args": {"item": int(item), "version": int(version)}})
+    events = [_thread_event(stage) for stage in sorted(trace["stage"].unique())]
+    events += [_span_event(*row, us_per_cycle) for row in trace[COLUMNS].itertuples(index=False)]
     return {"traceEvents": events, "displayTimeUnit": "ns"}
 
 

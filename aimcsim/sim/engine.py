@@ -17,7 +17,7 @@ import simpy
 
 from ..config import Config
 from ..data import Dataset, load_dataset
-from ..network import Network, balanced_partition, layer_costs, specs_from_layers
+from ..network import Network, balanced_partition, layer_costs, mlp_specs, specs_from_layers
 from ..trace import Tracer
 from .accelerator import Accelerator, Diverged
 from .link import Link
@@ -45,10 +45,7 @@ class Engine:
             specs = specs_from_layers(cfg.model.layers, self.data.image_shape, self.data.n_inputs,
                                       self.data.n_outputs)
         else:
-            sizes = [self.data.n_inputs, *cfg.model.hidden, self.data.n_outputs]
-            specs = [{"kind": "dense", "in": n_in, "out": n_out,
-                      "activation": "linear" if k == len(sizes) - 2 else cfg.model.activation}
-                     for k, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:]))]
+            specs = mlp_specs([self.data.n_inputs, *cfg.model.hidden, self.data.n_outputs], cfg.model.activation)
         self.network = Network(specs, cfg.model.loss, device=cfg.device_params(), update=cfg.update_params(),
                                forward_io=cfg.forward_io(), backward_io=cfg.backward_io(), seed=cfg.seed,
                                init_scale=cfg.model.init_scale, tile_size=cfg.model.tile_size)
