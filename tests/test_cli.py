@@ -194,8 +194,11 @@ def test_help_texts(capsys):
 def test_sigint_leaves_no_partial_file(tmp_path):
     long = deep(SMALL, "train.epochs", 400)
     out = tmp_path / "interrupted"
+    # a shell that starts its jobs in the background ignores SIGINT for them (and so would
+    # this child): give the child the default disposition, as in an interactive terminal
     proc = subprocess.Popen([sys.executable, "-m", "aimcsim.cli", "run", write(tmp_path, long), "--out", str(out),
-                             "--quiet"], stderr=subprocess.PIPE, text=True)
+                             "--quiet"], stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         partial = out / ".trace.csv.partial"
         deadline = time.time() + 120
