@@ -16,6 +16,7 @@ import simpy
 from simpy.events import Event
 
 from ..errors import ConfigError
+from ..kernels import all_finite
 from ..network import Stage, loss_and_grad
 
 
@@ -76,8 +77,9 @@ class Accelerator:
         env = self.env
         counter = self.engine.event_counter
         while True:
-            yield Settle(env)
-            counter[0] += 1
+            if env.peek() == env.now:  # other events of this cycle may still deliver inputs
+                yield Settle(env)
+                counter[0] += 1
             choice = self.schedule.choose(self)
             if choice is None:
                 if self.schedule.finished(self):
@@ -90,8 +92,7 @@ class Accelerator:
             op, item = choice
             start, version = env.now, self.version
             try:
-                with np.errstate(over="ignore", invalid="ignore"):
-                    cycles, handoff = self._execute(op, item)
+                cycles, handoff = self._execute(op, item)
             except ConfigError as exc:  # inside a run only non-finite values reach a tile's checks
                 raise Diverged(item) from exc
             if cycles:
@@ -108,13 +109,13 @@ class Accelerator:
         if op == "F":
             x = self.engine.inputs(item) if self.index == 0 else self.ready_forward.pop(item)
             out, reports = stage.forward(item, x)
-            if not np.all(np.isfinite(out)):
+            if not all_finite(out):
                 raise Diverged(item)
             self.in_flight.add(item)
             cycles = self.timing.forward(reports)
             if stage.is_last:
                 loss, grad = loss_and_grad(stage.loss, out.astype(np.float64), self.engine.targets(item))
-                if not np.all(np.isfinite(loss)):
+                if not all_finite(loss):
                     raise Diverged(item)
                 self.engine.record_loss(loss)
                 return cycles, lambda: self.deliver_backward(item, grad)
@@ -122,7 +123,7 @@ class Accelerator:
             return cycles, lambda: self.next_link.send(item, out, self.next_acc.deliver_forward, version)
         if op == "B":
             error, reports = stage.backward(item, self.ready_backward.pop(item))
-            if error is not None and not np.all(np.isfinite(error)):
+            if error is not None and not all_finite(error):
                 raise Diverged(item)
             self.in_flight.discard(item)
             cycles = self.timing.backward(reports)

@@ -144,7 +144,8 @@ class Engine:
             env.process(acc.run())
         t0 = time.perf_counter()
         try:
-            env.run()
+            with np.errstate(over="ignore", invalid="ignore"):  # divergence is detected, not warned about
+                env.run()
         except Diverged as exc:
             self.status = "diverged"
             item = exc.args[0] if exc.args else -1
