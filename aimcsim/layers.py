@@ -21,11 +21,17 @@ import numpy as np
 from .tile import AnalogTile, OpReport
 
 
-def combine_reports(op: str, reports: list[OpReport]) -> OpReport:
-    """One layer op from its tiles' reports: tiles work in parallel, so the slowest counts."""
-    return OpReport(op, max(r.vectors for r in reports), passes=max(r.passes for r in reports),
+def combine_reports(op: str, reports: list[OpReport], blocks_summed: int = 1) -> OpReport:
+    """One layer op from its tiles' reports: tiles work in parallel, so the slowest counts.
+
+    ``blocks_summed`` tiles contribute to each output, so the periphery adds
+    ``blocks_summed - 1`` partial outputs per vector.
+    """
+    vectors = max(r.vectors for r in reports)
+    return OpReport(op, vectors, passes=max(r.passes for r in reports),
                     pulse_slots=max(r.pulse_slots for r in reports), max_bl=max(r.max_bl for r in reports),
-                    coincidences=sum(r.coincidences for r in reports))
+                    coincidences=sum(r.coincidences for r in reports),
+                    partial_sums=vectors * (blocks_summed - 1))
 
 
 class TileGrid:
@@ -59,7 +65,7 @@ class TileGrid:
             for ci, tile in enumerate(row):
                 out[:, self._rows(ri)] += tile.forward(np.ascontiguousarray(x[:, self._cols(ci)]))
                 reports.append(tile.last_report)
-        self.last_report = combine_reports("F", reports)
+        self.last_report = combine_reports("F", reports, len(self.col_edges) - 1)
         return out
 
     def backward(self, d: np.ndarray) -> np.ndarray:
@@ -69,7 +75,7 @@ class TileGrid:
             for ci, tile in enumerate(row):
                 out[:, self._cols(ci)] += tile.backward(np.ascontiguousarray(d[:, self._rows(ri)]))
                 reports.append(tile.last_report)
-        self.last_report = combine_reports("B", reports)
+        self.last_report = combine_reports("B", reports, len(self.row_edges) - 1)
         return out
 
     def update(self, x: np.ndarray, d: np.ndarray, lr: float) -> None:

@@ -28,7 +28,8 @@ class OpReport:
 
     op: 'F', 'B' or 'U'; vectors: rows processed; passes: analog reads including repeats of
     bound management (reads only); pulse_slots: sum over vectors of the realised BL;
-    max_bl: the longest pulse train; coincidences: device pulses fired (updates only).
+    max_bl: the longest pulse train; coincidences: device pulses fired (updates only);
+    partial_sums: vectors times the extra tiles whose outputs the periphery adds (split layers).
     """
 
     op: str
@@ -37,6 +38,7 @@ class OpReport:
     pulse_slots: int = 0
     max_bl: int = 0
     coincidences: int = 0
+    partial_sums: int = 0  # digital additions of partial outputs (a layer split over tiles)
 
 
 def _as_matrix(value: object, width: int, name: str) -> tuple[np.ndarray, bool]:

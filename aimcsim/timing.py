@@ -43,6 +43,7 @@ class TimingModel(BaseModel):
     pulse_slot_ns: float = Field(5.0, ge=0, description="one slot of an update pulse train")
     update_vector_ns: float = Field(5.9, ge=0, description="fixed cost per vector of an update")
     digital_ns: float = Field(0.0, ge=0, description="periphery work per vector and layer")
+    digital_sum_ns: float = Field(0.0, ge=0, description="adding one partial output of a layer split over tiles")
     link_latency_cycles: int = Field(0, ge=0, description="latency of a transfer between stages")
     link_bits_per_cycle: float = Field(math.inf, gt=0, description="link bandwidth")
     bits_per_element: int = Field(8, ge=1, description="bits per transferred activation or error")
@@ -63,7 +64,8 @@ class TimingModel(BaseModel):
         """Cycles of a stage's F or B op made of the tile reads in ``reports``."""
         if fixed is not None:
             return fixed
-        ns = sum(r.passes * self.read_ns + r.vectors * self.digital_ns for r in reports)
+        ns = sum(r.passes * self.read_ns + r.vectors * self.digital_ns + r.partial_sums * self.digital_sum_ns
+                 for r in reports)
         return self._cycles(ns)
 
     def forward(self, reports: list[OpReport]) -> int:

@@ -1,5 +1,7 @@
 """Analog convolutions and layers mapped onto several tiles."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -96,6 +98,24 @@ def test_split_tiles_read_in_parallel_so_timing_matches_one_tile():
         b = split.trace[split.trace.op == op]
         np.testing.assert_array_equal((a.end - a.start).to_numpy(), (b.end - b.start).to_numpy())
     assert one.summary["cycles"] == split.summary["cycles"]
+    # with a cost for the digital sum, the split layer's reads cost exactly that much more
+    summed = aimcsim.simulate({**cfg, "model": {**cfg["model"], "tile_size": 64}, "timing": {"preset": "rf25",
+                                                                                           "digital_sum_ns": 3}})
+    f_one = one.trace[(one.trace.op == "F") & (one.trace.stage == 0)]
+    f_sum = summed.trace[(summed.trace.op == "F") & (summed.trace.stage == 0)]
+    # stage 0 holds the 65-input layer: 2 column tiles of 64 -> one partial sum per vector
+    np.testing.assert_array_equal((f_sum.end - f_sum.start).to_numpy(), (f_one.end - f_one.start).to_numpy() + 3)
+
+
+def test_lenet_mnist_config_runs_on_mnist_format_files(tmp_path):
+    from test_data import make_idx_folder
+
+    make_idx_folder(tmp_path / "mnist", n_train=12, n_test=4)
+    config = Path(__file__).resolve().parents[1] / "configs" / "lenet_mnist.yaml"
+    r = aimcsim.simulate(aimcsim.load_config(config,
+                                             [f"data.path={tmp_path / 'mnist'}", "train.epochs=1",
+                                              "train.eval_every=100", "timing.preset=ideal"]))
+    assert r.summary["status"] == "ok" and r.summary["samples"] == 12 and r.summary["stages"] == 5
 
 
 LENET = [{"conv": {"channels": 6, "kernel": 3, "padding": 1}}, {"activation": "tanh"},
