@@ -59,13 +59,13 @@ def test_analog_conv_equals_a_direct_convolution_and_its_gradients(stride, pad):
     g = rng.standard_normal(y.shape).astype(np.float32)
     gx, x_rows, delta = block.backward(g, cache, block.grid.backward, True)
     want_gx, want_gw, want_gb = direct_conv_grads(x.astype(np.float64), kernel, g.astype(np.float64), stride, pad)
-    np.testing.assert_allclose(gx, want_gx, atol=1e-5)
+    np.testing.assert_allclose(gx, want_gx, atol=1e-6)
     assert block.grid.last_report.vectors == x_rows.shape[0] == 2 * y.shape[2] * y.shape[3]  # one read per patch
     # the update: one rank-one update per patch, W <- W - lr sum_p delta_p x_p^T
     block.grid.update(x_rows, delta, 0.01)
     got = block.grid.get_weights().astype(np.float64)
     want = w.astype(np.float64) - 0.01 * np.concatenate([want_gw.reshape(oc, -1), want_gb[:, None]], axis=1)
-    np.testing.assert_allclose(got, want, atol=1e-5)
+    np.testing.assert_allclose(got, want, atol=1e-6)
 
 
 def test_a_layer_split_over_tiles_equals_one_tile():
