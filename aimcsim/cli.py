@@ -67,13 +67,14 @@ def _default_out(config_path: str) -> Path:
 def cmd_run(args: argparse.Namespace) -> int:
     from . import load_config, simulate  # noqa: PLC0415
     from .data import load_dataset  # noqa: PLC0415
+    from .sim.engine import planned_items  # noqa: PLC0415
 
     config = load_config(args.config, args.set)
     n_train = len(load_dataset(config.data, config.seed).x_train)  # check the data before creating anything
     out = Path(args.out) if args.out else _default_out(args.config)
     if out.exists() and (out / "summary.json").exists():
         raise ConfigError(f"--out: '{out}' already holds a run (summary.json); choose another directory")
-    total = None if config.train.stop_at_target else _planned_samples(config, n_train)
+    total = None if config.train.stop_at_target else planned_items(config, n_train) * config.pipeline.microbatch_size
     bar, update = _progress_bar(args.quiet, total)
     try:
         result = simulate(config, out=out, progress=update)
@@ -84,17 +85,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.quiet:
         _print_summary(s, out)
     return EXIT_OK if s["status"] == "ok" else EXIT_FAILED
-
-
-def _planned_samples(config, n_train: int) -> int:
-    """Samples the run will train (as the engine counts them), for the progress bar."""
-    import math  # noqa: PLC0415
-
-    m = config.pipeline.microbatch_size
-    items = max(int(math.floor(config.train.epochs * n_train)) // m, 1)
-    if config.pipeline.schedule in ("gpipe", "1f1b") and items >= config.pipeline.microbatches:
-        items -= items % config.pipeline.microbatches
-    return items * m
 
 
 def _fmt(value, spec: str = ".4f") -> str:

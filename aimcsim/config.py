@@ -17,7 +17,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .devices import parse_device
 from .errors import ConfigError, from_validation_error, parse_model
-from .network import ACTIVATIONS, LOSSES
 from .params import IOParameters, UpdateParameters
 from .timing import TimingModel
 

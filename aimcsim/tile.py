@@ -147,8 +147,9 @@ class AnalogTile:
             raise ConfigError(f"d: batch of {ds.shape[0]} rows does not match x's {xs.shape[0]}")
         if not isinstance(lr, (int, float, np.floating)) or not np.isfinite(lr) or lr < 0:
             raise ConfigError(f"lr: must be a finite number >= 0, got {lr!r}")
-        if not (kernels.all_finite(xs) and kernels.all_finite(ds)):
-            raise ConfigError(f"{'x' if not kernels.all_finite(xs) else 'd'}: must be finite (found NaN or inf)")
+        for name, rows in (("x", xs), ("d", ds)):
+            if not kernels.all_finite(rows):
+                raise ConfigError(f"{name}: must be finite (found NaN or inf)")
         up = self.update_params
         pop = self.population
         n = xs.shape[0]

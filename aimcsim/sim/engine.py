@@ -17,6 +17,7 @@ import simpy
 
 from ..config import Config
 from ..data import Dataset, load_dataset
+from ..errors import ConfigError
 from ..network import Network, balanced_partition, layer_costs, mlp_specs, specs_from_layers
 from ..trace import Tracer
 from .accelerator import Accelerator, Diverged
@@ -24,6 +25,15 @@ from .link import Link
 from .schedules import make_schedule
 
 EVAL_MAX_TRAIN = 10_000  # train loss is measured on at most this many training samples
+
+
+def planned_items(config: Config, n_train: int) -> int:
+    """Micro-batches a run trains: epochs of the data, whole mini-batches for synchronous schedules."""
+    p = config.pipeline
+    items = max(int(math.floor(config.train.epochs * n_train)) // p.microbatch_size, 1)
+    if p.schedule in ("gpipe", "1f1b") and items >= p.microbatches:
+        items -= items % p.microbatches
+    return items
 
 
 class TargetReached(Exception):
@@ -38,7 +48,6 @@ class Engine:
         cfg = config
         self.data = data if data is not None else load_dataset(cfg.data, cfg.seed)
         if cfg.model.loss == "cross_entropy" and self.data.y_train.dtype.kind == "f":
-            from ..errors import ConfigError  # noqa: PLC0415
             raise ConfigError("model.loss: cross_entropy needs class labels; use mse for a regression data set")
         self.timing = cfg.timing_model()
         if cfg.model.layers is not None:
@@ -51,7 +60,6 @@ class Engine:
                                init_scale=cfg.model.init_scale, tile_size=cfg.model.tile_size)
         p = cfg.pipeline
         if len(specs) < p.stages:
-            from ..errors import ConfigError  # noqa: PLC0415
             raise ConfigError(f"pipeline.stages: {p.stages} stages need at least as many analog layers "
                               f"(the model has {len(specs)})")
         if isinstance(p.partition, list):
@@ -62,10 +70,7 @@ class Engine:
         self.lr = cfg.train.lr
         self.m = p.microbatch_size
         n_train = len(self.data.x_train)
-        total = int(math.floor(cfg.train.epochs * n_train))
-        self.n_items = max(total // self.m, 1)
-        if p.schedule in ("gpipe", "1f1b") and self.n_items >= p.microbatches:
-            self.n_items -= self.n_items % p.microbatches
+        self.n_items = planned_items(cfg, n_train)
         epochs_needed = math.ceil(self.n_items * self.m / n_train)
         rng = np.random.default_rng([cfg.seed, 0x0DE])
         self.order = np.concatenate([rng.permutation(n_train) for _ in range(epochs_needed)])
