@@ -9,7 +9,8 @@ series, per operation.
     python benchmarks/bench_tile.py [--size 512] [--calls 400] [--series 5] [--json out.json]
 
 If aihwkit is importable (an optional side-by-side run, never in CI) the same protocol is
-run on aihwkit's C++ CPU simulator in the same process, and the ratios are printed.
+run on aihwkit's C++ CPU simulator in the same process, its series alternating with
+aimcsim's so that both see the same machine load, and the ratios are printed.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ def _series(op, n_calls: int, reset, make_args) -> list[float]:
     return times
 
 
-def bench_aimcsim(size: int, calls: int, series: int, rng: np.random.Generator) -> dict:
+def aimcsim_ops(size: int, rng: np.random.Generator) -> dict:
+    """name -> (op, reset, make_args) for an aimcsim tile under the protocol."""
     from aimcsim import AnalogTile
 
     tile = AnalogTile(size, size, device={"type": "soft_bounds"}, seed=0)
@@ -41,19 +43,12 @@ def bench_aimcsim(size: int, calls: int, series: int, rng: np.random.Generator) 
     ds = lambda: ((0.1 * rng.standard_normal(size)).astype(np.float32),)  # noqa: E731
     xd = lambda: (xs()[0], ds()[0], 0.01)  # noqa: E731
     reset = lambda: tile.set_weights(w0)  # noqa: E731
-    for op, mk in ((tile.forward, xs), (tile.backward, ds), (tile.update, xd)):  # compile + warm up
-        _series(op, 20, reset, mk)
-    out = {}
-    for name, op, mk in (("update", tile.update, xd), ("forward", tile.forward, xs),
-                         ("backward", tile.backward, ds)):
-        t = []
-        for _ in range(series):
-            t += _series(op, calls, reset, mk)
-        out[name] = float(np.median(t))
-    return out
+    return {"update": (tile.update, reset, xd), "forward": (tile.forward, reset, xs),
+            "backward": (tile.backward, reset, ds)}
 
 
-def bench_aihwkit(size: int, calls: int, series: int, rng: np.random.Generator) -> dict | None:
+def aihwkit_ops(size: int, rng: np.random.Generator) -> dict | None:
+    """The same for aihwkit's C++ CPU simulator, or None if aihwkit is not importable."""
     try:
         import torch
         from aihwkit.simulator.configs import SingleRPUConfig
@@ -69,16 +64,22 @@ def bench_aihwkit(size: int, calls: int, series: int, rng: np.random.Generator) 
     ds = lambda: (torch.tensor(0.1 * rng.standard_normal((1, size)), dtype=torch.float32),)  # noqa: E731
     xd = lambda: (xs()[0], ds()[0])  # noqa: E731
     reset = lambda: tile.set_weights(w0)  # noqa: E731
-    ops = (("update", tile.update, xd), ("forward", tile.forward, xs), ("backward", tile.backward, ds))
-    for _, op, mk in ops:
-        _series(op, 20, reset, mk)
-    out = {}
-    for name, op, mk in ops:
-        t = []
+    return {"update": (tile.update, reset, xd), "forward": (tile.forward, reset, xs),
+            "backward": (tile.backward, reset, ds)}
+
+
+def measure(simulators: dict, calls: int, series: int) -> dict:
+    """Median per simulator and op; the simulators' series alternate, so both see the same load."""
+    for ops in simulators.values():  # compile and warm up
+        for op, reset, mk in ops.values():
+            _series(op, 20, reset, mk)
+    times = {name: {op: [] for op in ops} for name, ops in simulators.items()}
+    for op_name in ("update", "forward", "backward"):
         for _ in range(series):
-            t += _series(op, calls, reset, mk)
-        out[name] = float(np.median(t))
-    return out
+            for name, ops in simulators.items():
+                op, reset, mk = ops[op_name]
+                times[name][op_name] += _series(op, calls, reset, mk)
+    return {name: {op: float(np.median(t)) for op, t in per_op.items()} for name, per_op in times.items()}
 
 
 def main() -> None:
@@ -89,8 +90,12 @@ def main() -> None:
     parser.add_argument("--json", help="also write the medians to this file")
     args = parser.parse_args()
     rng = np.random.default_rng(1234)
-    ours = bench_aimcsim(args.size, args.calls, args.series, rng)
-    theirs = bench_aihwkit(args.size, args.calls, args.series, rng)
+    simulators = {"aimcsim": aimcsim_ops(args.size, rng)}
+    aihwkit = aihwkit_ops(args.size, rng)
+    if aihwkit is not None:
+        simulators["aihwkit"] = aihwkit
+    medians = measure(simulators, args.calls, args.series)
+    ours, theirs = medians["aimcsim"], medians.get("aihwkit")
     goals = {"update": 400.0, "forward": 30.0, "backward": 15.0}
     print(f"{args.size}x{args.size} soft_bounds tile, median of {args.calls * args.series} calls per op (us)")
     print(f"{'op':10s}{'aimcsim':>10s}{'goal':>8s}" + (f"{'aihwkit':>10s}{'speed-up':>10s}" if theirs else ""))
