@@ -31,7 +31,7 @@ from numba import njit, prange
 from .devices import (CONSTANT_STEP, G_MULT_NOISE, G_STD, LINEAR_STEP, P_SCALE_DOWN, P_SCALE_UP,
                       P_SHAPE_DOWN, P_SHAPE_UP, P_WMAX, P_WMIN, SOFT_BOUNDS, direction_params, pulse,
                       step_size)
-from .rng import fill_normals, mix, next_uniform, stream
+from .rng import fill_normals, fill_normals32, mix, next_uniform, stream
 
 # Layout of the IO parameter vector (``params.IOParameters.as_array``).
 (IO_INP_BOUND, IO_INP_RES, IO_INP_NOISE, IO_OUT_BOUND, IO_OUT_RES, IO_OUT_NOISE, IO_OUT_SCALE,
@@ -264,19 +264,37 @@ def _stochastic_trains(values: np.ndarray, prob_scale: float, bl: int, state: np
 
 
 @njit(cache=True)
-def _group_columns(x: np.ndarray, masks: np.ndarray, order: np.ndarray, starts: np.ndarray,
+def _counting_sort(keys: np.ndarray, n_keys: int, order: np.ndarray) -> None:
+    """order = the stable argsort of ``keys`` (all below ``n_keys``), in O(len + n_keys)."""
+    first = np.zeros(n_keys + 1, dtype=np.int64)
+    for k in keys:
+        first[int(k) + 1] += 1
+    for v in range(n_keys):
+        first[v + 1] += first[v]
+    for j in range(keys.shape[0]):
+        v = int(keys[j])
+        order[first[v]] = j
+        first[v] += 1
+
+
+@njit(cache=True)
+def _group_columns(x: np.ndarray, masks: np.ndarray, bl: int, order: np.ndarray, starts: np.ndarray,
                    group_mask: np.ndarray, group_up_if_d_pos: np.ndarray) -> int:
     """Group the columns that fire by (pulse-train mask, sign of x); returns the group count.
 
     Columns of group g are ``order[starts[g]:starts[g + 1]]``. Every column of a group sees
     the same coincidence count and direction on a given row, so the per-row work is one
-    popcount per group and the inner loop runs without unpredictable branches.
+    popcount per group and the inner loop runs without unpredictable branches. Columns are
+    sorted stably by key; short trains (keys < 2**13) use a counting sort.
     """
     n = x.shape[0]
     keys = np.empty(n, dtype=np.uint64)
     for j in range(n):
         keys[j] = (masks[j] << np.uint64(1)) | np.uint64(1 if x[j] < 0.0 else 0)
-    order[:] = np.argsort(keys, kind="mergesort")
+    if bl <= 12:
+        _counting_sort(keys, 1 << (bl + 1), order)
+    else:
+        order[:] = np.argsort(keys, kind="mergesort")
     groups = 0
     k = 0
     while k < n:
@@ -346,7 +364,111 @@ def _fire_generic(weights, block, order, k0, k1, i, n, up, model, shared, noise,
     return q
 
 
+@njit(cache=True)
+def _new_plan(n_out: int, n_in: int):
+    """Work arrays of one update call: pulse trains or counts, and the column groups."""
+    return (np.zeros(n_in, dtype=np.uint64), np.zeros(n_out, dtype=np.uint64),  # x, d masks
+            np.zeros(n_in, dtype=np.float64), np.zeros(n_out, dtype=np.float64),  # x, d probabilities
+            np.empty(n_in, dtype=np.int64), np.empty(n_in + 1, dtype=np.int64),  # order, starts
+            np.empty(n_in, dtype=np.uint64), np.empty(n_in, dtype=np.bool_))  # group mask, up
+
+
+@njit(cache=True)
+def _plan_vector(x: np.ndarray, d: np.ndarray, bl: int, a_scale: float, b_scale: float,
+                 deterministic: bool, sub_key: np.uint64, plan) -> int:
+    """Draw the pulse trains of one (x, d) pair (or its pulse counts) and group the columns.
+
+    Returns the number of column groups; columns of group g are order[starts[g]:starts[g+1]].
+    """
+    x_masks, d_masks, x_prob, d_prob, order, starts, group_mask, group_up = plan
+    n_out = d.shape[0]
+    if not deterministic:
+        _stochastic_trains(x, b_scale, bl, stream(sub_key, np.uint64(n_out)), x_masks)
+        _stochastic_trains(d, a_scale, bl, stream(sub_key, np.uint64(n_out + 1)), d_masks)
+        return _group_columns(x, x_masks, bl, order, starts, group_mask, group_up)
+    groups = 0  # one group per firing column; the count is computed per (i, j)
+    starts[0] = 0
+    for j in range(x.shape[0]):
+        x_prob[j] = min(abs(x[j]) * b_scale, 1.0)
+        if x_prob[j] > 0.0:
+            order[groups] = j
+            group_up[groups] = x[j] < 0.0
+            groups += 1
+            starts[groups] = groups
+    for i in range(n_out):
+        d_prob[i] = min(abs(d[i]) * a_scale, 1.0) * bl
+    return groups
+
+
+@njit(cache=True, error_model="numpy")  # divisions are guarded; no Python zero-division checks
+def _fire_rows(lo: int, hi: int, weights: np.ndarray, device, d: np.ndarray, bl: int, groups: int,
+               deterministic: bool, sub_key: np.uint64, plan) -> int:
+    """Fire the coincidences of rows lo..hi-1 of one planned vector; returns how many fired.
+
+    Row i draws its cycle-to-cycle noise from its own stream (sub_key, i), so the result does
+    not depend on how rows are split between threads.
+    """
+    block, model, shared = device
+    x_masks, d_masks, x_prob, d_prob, order, starts, group_mask, group_up = plan
+    noisy = shared[G_STD] > 0.0
+    std = shared[G_STD]
+    mult = shared[G_MULT_NOISE] > 0.0 or model == CONSTANT_STEP
+    linear_family = model == SOFT_BOUNDS or model == LINEAR_STEP or model == CONSTANT_STEP
+    soft = model == SOFT_BOUNDS
+    has_shape = model == LINEAR_STEP
+    n_in = weights.shape[1]
+    counts = np.empty(max(groups, 1), dtype=np.int64)
+    room = n_in * bl + 1  # fill_normals32 writes an even count
+    noise = np.empty(room, dtype=np.float32) if noisy else np.zeros(room, dtype=np.float32)
+    scratch = np.empty(room // 2 if noisy else 0, dtype=np.uint64)
+    fired = 0
+    for i in range(lo, hi):
+        if deterministic:
+            if d_prob[i] == 0.0:
+                continue
+        elif d_masks[i] == np.uint64(0):
+            continue
+        total = 0
+        for g in range(groups):
+            if deterministic:
+                counts[g] = int(math.floor(d_prob[i] * x_prob[order[starts[g]]] + 0.5))
+            else:
+                counts[g] = _popcount(d_masks[i] & group_mask[g])
+            total += counts[g] * (starts[g + 1] - starts[g])
+        if noisy:  # one cycle-to-cycle draw per coincidence
+            fill_normals32(stream(sub_key, np.uint64(i)), noise, total, scratch)
+        d_positive = d[i] > 0.0
+        q = 0
+        for g in range(groups):
+            n = counts[g]
+            if n == 0:
+                continue
+            up = group_up[g] == d_positive
+            if linear_family:
+                q = _fire_linear(weights, block, order, starts[g], starts[g + 1], i, n, up,
+                                 has_shape, soft, std, mult, noise, q)
+            else:
+                q = _fire_generic(weights, block, order, starts[g], starts[g + 1], i, n, up,
+                                  model, shared, noise, q)
+        fired += total
+    return fired
+
+
 @njit(parallel=True, cache=True)
+def _fire_rows_threaded(weights: np.ndarray, device, d: np.ndarray, bl: int, groups: int,
+                        deterministic: bool, sub_key: np.uint64, plan) -> int:
+    """:func:`_fire_rows` over all rows, in 16 chunks shared by the threads."""
+    n_out = weights.shape[0]
+    n_chunks = min(n_out, 16)
+    per_chunk = (n_out + n_chunks - 1) // n_chunks
+    fired = 0
+    for c in prange(n_chunks):
+        fired += _fire_rows(c * per_chunk, min((c + 1) * per_chunk, n_out), weights, device, d, bl,
+                            groups, deterministic, sub_key, plan)
+    return fired
+
+
+@njit(cache=True)
 def pulsed_update(weights: np.ndarray, block: np.ndarray, model: int, shared: np.ndarray,
                   xs: np.ndarray, ds: np.ndarray, lr: float, dw_min: float, desired_bl: int,
                   fixed_bl: bool, bl_management: bool, management: bool, grad_scale: float,
@@ -356,26 +478,16 @@ def pulsed_update(weights: np.ndarray, block: np.ndarray, model: int, shared: np
     Stochastic: x_j and d_i become Bernoulli pulse trains of BL slots with probabilities
     B|x_j| and A|d_i| (update management); cross-point (i, j) fires once per slot where both
     trains pulse. Deterministic implicit: it fires round(BL * A|d_i| * B|x_j|) times.
+    Crossbars of at least ``PARALLEL_MIN_SIZE`` cross-points fire their rows on all threads.
     Returns (pulse slots summed over vectors, largest BL, coincidences = device pulses fired).
     """
     n_out, n_in = weights.shape
-    x_masks = np.zeros(n_in, dtype=np.uint64)
-    d_masks = np.zeros(n_out, dtype=np.uint64)
-    x_prob = np.zeros(n_in, dtype=np.float64)
-    d_prob = np.zeros(n_out, dtype=np.float64)
-    order = np.empty(n_in, dtype=np.int64)
-    starts = np.empty(n_in + 1, dtype=np.int64)
-    group_mask = np.empty(n_in, dtype=np.uint64)
-    group_up = np.empty(n_in, dtype=np.bool_)
-    fired = np.zeros(n_out, dtype=np.int64)
-    noisy = shared[G_STD] > 0.0
-    std = shared[G_STD]
-    mult = shared[G_MULT_NOISE] > 0.0 or model == CONSTANT_STEP
-    linear_family = model == SOFT_BOUNDS or model == LINEAR_STEP or model == CONSTANT_STEP
-    soft = model == SOFT_BOUNDS
-    has_shape = model == LINEAR_STEP
+    device = (block, model, shared)
+    plan = _new_plan(n_out, n_in)
+    threaded = weights.size >= PARALLEL_MIN_SIZE
     slots = 0
     max_bl = 0
+    fired = 0
     for b in range(xs.shape[0]):
         x = xs[b]
         d = ds[b]
@@ -386,66 +498,12 @@ def pulsed_update(weights: np.ndarray, block: np.ndarray, model: int, shared: np
         slots += bl
         max_bl = max(max_bl, bl)
         sub_key = stream(key, np.uint64(b))
-        if deterministic:
-            # one group per firing column; the count is computed per (i, j) below
-            groups = 0
-            starts[0] = 0
-            for j in range(n_in):
-                x_prob[j] = min(abs(x[j]) * b_scale, 1.0)
-                if x_prob[j] > 0.0:
-                    order[groups] = j
-                    group_up[groups] = x[j] < 0.0
-                    groups += 1
-                    starts[groups] = groups
-            for i in range(n_out):
-                d_prob[i] = min(abs(d[i]) * a_scale, 1.0) * bl
+        groups = _plan_vector(x, d, bl, a_scale, b_scale, deterministic, sub_key, plan)
+        if threaded:
+            fired += _fire_rows_threaded(weights, device, d, bl, groups, deterministic, sub_key, plan)
         else:
-            _stochastic_trains(x, b_scale, bl, stream(sub_key, np.uint64(n_out)), x_masks)
-            _stochastic_trains(d, a_scale, bl, stream(sub_key, np.uint64(n_out + 1)), d_masks)
-            groups = _group_columns(x, x_masks, order, starts, group_mask, group_up)
-        n_chunks = min(n_out, 16)
-        per_chunk = (n_out + n_chunks - 1) // n_chunks
-        counts_all = np.empty((n_chunks, max(groups, 1)), dtype=np.int64)
-        noise_all = np.zeros((n_chunks, n_in * bl), dtype=np.float64)  # stays 0 without c-to-c noise
-        scratch_all = np.empty((n_chunks, n_in * bl), dtype=np.uint64)
-        for c in prange(n_chunks):
-            counts = counts_all[c]
-            noise = noise_all[c]
-            scratch = scratch_all[c]
-            for i in range(c * per_chunk, min((c + 1) * per_chunk, n_out)):
-                if deterministic:
-                    if d_prob[i] == 0.0:
-                        continue
-                elif d_masks[i] == np.uint64(0):
-                    continue
-                total = 0
-                for g in range(groups):
-                    if deterministic:
-                        counts[g] = int(math.floor(d_prob[i] * x_prob[order[starts[g]]] + 0.5))
-                    else:
-                        counts[g] = _popcount(d_masks[i] & group_mask[g])
-                    total += counts[g] * (starts[g + 1] - starts[g])
-                if noisy:  # one cycle-to-cycle draw per coincidence, from the row's own stream
-                    fill_normals(stream(sub_key, np.uint64(i)), noise, total, scratch)
-                d_positive = d[i] > 0.0
-                q = 0
-                for g in range(groups):
-                    n = counts[g]
-                    if n == 0:
-                        continue
-                    up = group_up[g] == d_positive
-                    if linear_family:
-                        q = _fire_linear(weights, block, order, starts[g], starts[g + 1], i, n, up,
-                                         has_shape, soft, std, mult, noise, q)
-                    else:
-                        q = _fire_generic(weights, block, order, starts[g], starts[g + 1], i, n, up,
-                                          model, shared, noise, q)
-                fired[i] += total
-    return slots, max_bl, fired.sum()
-
-
-# the same update on one thread, for small crossbars (prange runs as range here)
-pulsed_update_serial = njit(cache=True)(pulsed_update.py_func)
+            fired += _fire_rows(0, n_out, weights, device, d, bl, groups, deterministic, sub_key, plan)
+    return slots, max_bl, fired
 
 
 @njit(parallel=True, cache=True)

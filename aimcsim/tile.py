@@ -163,9 +163,7 @@ class AnalogTile:
         else:
             key = np.uint64(kernels.mix(np.uint64(self._update_key ^ np.uint64(self._update_calls))))
             self._update_calls += 1
-            kernel = (kernels.pulsed_update if self._weights.size >= kernels.PARALLEL_MIN_SIZE
-                      else kernels.pulsed_update_serial)
-            slots, max_bl, fired = kernel(
+            slots, max_bl, fired = kernels.pulsed_update(
                 self._weights, pop.block, pop.model, pop.shared, xs, ds, float(lr), pop.dw_min,
                 up.desired_bl, up.fixed_bl, up.update_bl_management,
                 up.update_management or up.update_bl_management, up.um_grad_scale,

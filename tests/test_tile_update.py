@@ -164,3 +164,41 @@ def test_coincidences_count_device_pulses():
     tile.update(rng.uniform(-1, 1, 30), 0.1 * rng.standard_normal(20), 0.01)
     # noise-free constant steps of 0.001: total |dW| / dw_min is the number of pulses fired
     assert round(float(np.abs(tile.get_weights()).sum()) / 0.001) == tile.last_report.coincidences > 0
+
+
+@pytest.mark.parametrize("lr", [0.01, 0.5])  # BL 3 (counting sort of the columns) and BL 31 (argsort)
+def test_threaded_rows_equal_single_threaded_rows(lr):
+    """A large crossbar fires its rows on all threads; each row owns its noise stream, so the
+    result equals firing every row on one thread (the separate compiled kernels must agree)."""
+    from aimcsim import kernels
+
+    size = 192  # 36,864 cross-points: above the threading threshold
+    assert size * size >= kernels.PARALLEL_MIN_SIZE
+    tile = AnalogTile(size, size, device={"type": "soft_bounds"}, seed=3)
+    pop = tile.population
+    rng = np.random.default_rng(4)
+    x = rng.uniform(-1, 1, size).astype(np.float32)
+    d = (0.1 * rng.standard_normal(size)).astype(np.float32)
+    bl, a_scale, b_scale = kernels.update_management(lr, float(np.abs(x).max()), float(np.abs(d).max()),
+                                                      pop.dw_min, 31, False, True, True, 1.0)
+    plan = kernels._new_plan(size, size)
+    key = np.uint64(77)
+    groups = kernels._plan_vector(x, d, bl, a_scale, b_scale, False, key, plan)
+    device = (pop.block, pop.model, pop.shared)
+    w_threaded, w_single = tile.get_weights(), tile.get_weights()
+    fired_threaded = kernels._fire_rows_threaded(w_threaded, device, d, bl, groups, False, key, plan)
+    fired_single = kernels._fire_rows(0, size, w_single, device, d, bl, groups, False, key, plan)
+    assert fired_threaded == fired_single > 0
+    np.testing.assert_array_equal(w_threaded, w_single)
+    assert not np.array_equal(w_single, tile.get_weights())
+
+
+def test_counting_sort_is_a_stable_argsort():
+    from aimcsim import kernels
+
+    rng = np.random.default_rng(5)
+    for n_keys in (2, 16, 8192):
+        keys = rng.integers(0, n_keys, 1000).astype(np.uint64)
+        order = np.empty(1000, np.int64)
+        kernels._counting_sort(keys, n_keys, order)
+        np.testing.assert_array_equal(order, np.argsort(keys, kind="stable"))
