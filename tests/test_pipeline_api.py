@@ -37,9 +37,9 @@ def test_result_has_summary_metrics_and_trace(tmp_path):
     assert list(r.trace.columns) == ["stage", "op", "item", "start", "end", "version"]
     # a loose target is met at the first evaluation: complexities are its samples and cycles
     assert r.summary["sample_complexity"] == 0 and r.summary["cycle_complexity"] == 0
-    # one event per op and transfer, not per pulse: a handful per op
-    n_ops = len(r.trace)
-    assert n_ops <= r.summary["events"] <= 4 * n_ops
+    # an event for every op or transfer that takes time, none per pulse, few others
+    timed = int((r.trace["end"] > r.trace["start"]).sum())
+    assert timed <= r.summary["events"] <= 2 * len(r.trace)
     # the run directory holds everything, and the trace read back gives the same statistics
     files = {p.name for p in (tmp_path / "run").iterdir()}
     assert files == {"config.yaml", "summary.json", "metrics.csv", "trace.csv", "trace.json"}

@@ -5,8 +5,9 @@ op's numerics on its own tiles at the op's start (a forward reads whatever the c
 hold at that moment), holds the accelerator for the op's cycles, and then hands the results
 on: activations to the next stage, errors to the previous one, the loss gradient to itself
 (last stage). Decisions at a clock cycle are taken after every arrival of that cycle
-(:class:`Settle`), so the event order, and with it the staleness, is that of hardware that
-samples its inputs once per cycle.
+(:class:`Settle`, yielded only while a neighbour's op or a transfer towards this
+accelerator still ends in the current cycle), so the event order, and with it the
+staleness, is that of hardware that samples its inputs once per cycle.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ class Accelerator:
         self.prev_link = None  # Link to stage k - 1 (errors)
         self.next_acc: Accelerator | None = None
         self.prev_acc: Accelerator | None = None
+        self.finishing_at = -1  # cycle at which the op in progress ends; -1 when none is
         self._wake: Event | None = None
 
     # ------------------------------------------------------------------ inputs
@@ -72,15 +74,23 @@ class Accelerator:
         if self._wake is not None and not self._wake.triggered:
             self._wake.succeed()
 
+    def _arrivals_pending(self) -> bool:
+        """Whether an input may still arrive in the current cycle (then decide after it)."""
+        now = self.env.now
+        prev, nxt = self.prev_acc, self.next_acc
+        return ((prev is not None and (prev.finishing_at == now or prev.next_link.in_flight > 0))
+                or (nxt is not None and (nxt.finishing_at == now or nxt.prev_link.in_flight > 0)))
+
     # ----------------------------------------------------------------- process
     def run(self):
         env = self.env
         counter = self.engine.event_counter
+        choose, done, record = self.schedule.choose, self.schedule.done, self.tracer.record
         while True:
-            if env.peek() == env.now:  # other events of this cycle may still deliver inputs
+            if env.peek() == env.now and self._arrivals_pending():
                 yield Settle(env)
                 counter[0] += 1
-            choice = self.schedule.choose(self)
+            choice = choose(self)
             if choice is None:
                 if self.schedule.finished(self):
                     return
@@ -96,12 +106,14 @@ class Accelerator:
             except ConfigError as exc:  # inside a run only non-finite values reach a tile's checks
                 raise Diverged(item) from exc
             if cycles:
+                self.finishing_at = start + cycles
                 yield env.timeout(cycles)
                 counter[0] += 1
             self.busy_cycles += cycles
-            self.tracer.record(self.index, op, item, start, env.now, version)
-            self.schedule.done(self, op, item)
+            record(self.index, op, item, start, start + cycles, version)
+            done(self, op, item)
             handoff()
+            self.finishing_at = -1
 
     def _execute(self, op: str, item: int):
         """Numerics of one op now; returns (cycles, what to do when it completes)."""
