@@ -30,6 +30,10 @@ _MASK8 = np.uint64(255)
 _TO_UNIT = 1.0 / 9007199254740992.0  # 2**-53
 
 
+_LAYERS = 256
+_ZIG_R = 3.6541528853610088  # start of the tail
+
+
 def _ziggurat_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Tables kn, wn, fn of the 256-layer ziggurat for the standard normal (Marsaglia-Tsang).
 
@@ -59,8 +63,6 @@ def _ziggurat_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return kn, wn, fn
 
 
-_LAYERS = 256
-_ZIG_R = 3.6541528853610088  # start of the tail
 _KN, _WN, _FN = _ziggurat_tables()
 # The same ziggurat on 24-bit values (sign + 23 bits) for the half-word draws of fill_normals32.
 _KN24 = _KN >> 8
