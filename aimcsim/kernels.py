@@ -31,7 +31,7 @@ from numba import njit, prange
 from .devices import (CONSTANT_STEP, G_MULT_NOISE, G_STD, LINEAR_STEP, P_SCALE_DOWN, P_SCALE_UP,
                       P_SHAPE_DOWN, P_SHAPE_UP, P_WMAX, P_WMIN, SOFT_BOUNDS, direction_params, pulse,
                       step_size)
-from .rng import fill_normals, fill_normals32, mix, next_uniform, stream
+from .rng import fill_normals, fill_normals32, mix, next_uniform, normals32_scratch, stream
 
 # Layout of the IO parameter vector (``params.IOParameters.as_array``).
 (IO_INP_BOUND, IO_INP_RES, IO_INP_NOISE, IO_OUT_BOUND, IO_OUT_RES, IO_OUT_NOISE, IO_OUT_SCALE,
@@ -315,36 +315,38 @@ def _group_columns(x: np.ndarray, masks: np.ndarray, bl: int, order: np.ndarray,
 
 
 @njit(cache=True, inline="always")
-def _fire_linear(weights, block, order, k0, k1, i, n, up, has_shape, soft, std, mult, noise, q):
-    """Fire ``n`` pulses on columns order[k0:k1] of row i for the linear family.
+def _fire_linear(w_row, wmax_row, wmin_row, scale_row, shape_row, order, k0, k1, n, up, has_shape,
+                 soft, std, mult, noise, q):
+    """Fire ``n`` pulses on columns order[k0:k1] of one row for the linear family.
 
     Covers constant step (no shape), linear step (stored slope) and soft bounds (slope
-    -scale/bound from each device's own bound) with multiplicative or additive noise; the
-    loop has no model dispatch, which is what keeps a pulse at a few nanoseconds.
+    -scale/bound from each device's own bound) with multiplicative or additive noise. The
+    rows' planes come in as 1-D slices and indices are unsigned, so the loop has no model
+    dispatch and no negative-index fix-ups: that keeps a pulse at a few nanoseconds. Float32
+    arithmetic, as aihwkit's CPU simulator.
     """
-    s_row = P_SCALE_UP if up else P_SCALE_DOWN
-    h_row = P_SHAPE_UP if up else P_SHAPE_DOWN
-    sign = 1.0 if up else -1.0
-    for k in range(k0, k1):
-        j = order[k]
-        w = np.float64(weights[i, j])
-        wmax = block[P_WMAX, i, j]
-        wmin = block[P_WMIN, i, j]
-        scale = np.float64(block[s_row, i, j])
+    sign = np.float32(1.0) if up else np.float32(-1.0)
+    one = np.float32(1.0)
+    for k in range(np.uint64(k0), np.uint64(k1)):
+        j = np.uint64(order[k])
+        w = w_row[j]
+        wmax = wmax_row[j]
+        wmin = wmin_row[j]
+        scale = scale_row[j]
         if soft:
             bound = wmax if up else wmin
-            slope = -scale / bound if bound != 0.0 else 0.0
+            slope = -scale / bound if bound != np.float32(0.0) else np.float32(0.0)
         elif has_shape:
-            slope = np.float64(block[h_row, i, j])
+            slope = shape_row[j]
         else:
-            slope = 0.0
+            slope = np.float32(0.0)
         for _ in range(n):
             xi = noise[q]
-            q += 1
+            q += np.uint64(1)
             base = slope * w + scale
-            dw = base * (1.0 + std * xi) if mult else base + scale * std * xi
+            dw = base * (one + std * xi) if mult else base + scale * std * xi
             w = min(max(w + sign * dw, wmin), wmax)
-        weights[i, j] = w
+        w_row[j] = w
     return q
 
 
@@ -359,7 +361,7 @@ def _fire_generic(weights, block, order, k0, k1, i, n, up, model, shared, noise,
         scale, shape = direction_params(block, model, i, j, up)
         for _ in range(n):
             w = pulse(model, w, up, wmax, wmin, scale, shape, shared, noise[q])
-            q += 1
+            q += np.uint64(1)
         weights[i, j] = w
     return q
 
@@ -400,7 +402,9 @@ def _plan_vector(x: np.ndarray, d: np.ndarray, bl: int, a_scale: float, b_scale:
     return groups
 
 
-@njit(cache=True, error_model="numpy")  # divisions are guarded; no Python zero-division checks
+# Divisions are guarded, so no Python zero-division checks; "contract" lets a multiply and an
+# add fuse into one FMA (deterministic: the same code runs on every thread).
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
 def _fire_rows(lo: int, hi: int, weights: np.ndarray, device, d: np.ndarray, bl: int, groups: int,
                deterministic: bool, sub_key: np.uint64, plan) -> int:
     """Fire the coincidences of rows lo..hi-1 of one planned vector; returns how many fired.
@@ -411,7 +415,7 @@ def _fire_rows(lo: int, hi: int, weights: np.ndarray, device, d: np.ndarray, bl:
     block, model, shared = device
     x_masks, d_masks, x_prob, d_prob, order, starts, group_mask, group_up = plan
     noisy = shared[G_STD] > 0.0
-    std = shared[G_STD]
+    std = np.float32(shared[G_STD])
     mult = shared[G_MULT_NOISE] > 0.0 or model == CONSTANT_STEP
     linear_family = model == SOFT_BOUNDS or model == LINEAR_STEP or model == CONSTANT_STEP
     soft = model == SOFT_BOUNDS
@@ -420,7 +424,7 @@ def _fire_rows(lo: int, hi: int, weights: np.ndarray, device, d: np.ndarray, bl:
     counts = np.empty(max(groups, 1), dtype=np.int64)
     room = n_in * bl + 1  # fill_normals32 writes an even count
     noise = np.empty(room, dtype=np.float32) if noisy else np.zeros(room, dtype=np.float32)
-    scratch = np.empty(room // 2 if noisy else 0, dtype=np.uint64)
+    scratch = np.empty(normals32_scratch(n_in * bl) if noisy else 0, dtype=np.uint64)
     fired = 0
     for i in range(lo, hi):
         if deterministic:
@@ -438,15 +442,18 @@ def _fire_rows(lo: int, hi: int, weights: np.ndarray, device, d: np.ndarray, bl:
         if noisy:  # one cycle-to-cycle draw per coincidence
             fill_normals32(stream(sub_key, np.uint64(i)), noise, total, scratch)
         d_positive = d[i] > 0.0
-        q = 0
+        q = np.uint64(0)
+        w_row = weights[i]
         for g in range(groups):
             n = counts[g]
             if n == 0:
                 continue
             up = group_up[g] == d_positive
             if linear_family:
-                q = _fire_linear(weights, block, order, starts[g], starts[g + 1], i, n, up,
-                                 has_shape, soft, std, mult, noise, q)
+                q = _fire_linear(w_row, block[P_WMAX, i], block[P_WMIN, i],
+                                 block[P_SCALE_UP if up else P_SCALE_DOWN, i],
+                                 block[P_SHAPE_UP if up else P_SHAPE_DOWN, i], order, starts[g],
+                                 starts[g + 1], n, up, has_shape, soft, std, mult, noise, q)
             else:
                 q = _fire_generic(weights, block, order, starts[g], starts[g + 1], i, n, up,
                                   model, shared, noise, q)

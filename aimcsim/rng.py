@@ -5,10 +5,10 @@ Every random draw in aimcsim comes from a SplitMix64 stream whose state is a pla
 derived from a key with :func:`stream`, so parallel kernels give each crossbar row its own
 stream keyed by (call counter, row): results are bit-identical whatever the thread count.
 
-Normal deviates use the Marsaglia-Tsang ziggurat (256 layers) with the layer index and the
-value taken from disjoint bits: one SplitMix64 step per draw for the reads' float64 noise,
-half a step per draw for the updates' float32 noise (:func:`fill_normals32`). That matters
-because a pulsed update draws one cycle-to-cycle noise sample per coincidence.
+Normal deviates use the Marsaglia-Tsang ziggurat with the layer index and the value taken
+from disjoint bits: one SplitMix64 step per draw (256 layers) for float64 noise, half a step
+per draw (1024 layers) for float32 noise (:func:`fill_normals32`). That matters because a
+pulsed update draws one cycle-to-cycle noise sample per coincidence.
 """
 
 from __future__ import annotations
@@ -30,32 +30,29 @@ _MASK8 = np.uint64(255)
 _TO_UNIT = 1.0 / 9007199254740992.0  # 2**-53
 
 
-_LAYERS = 256
-_ZIG_R = 3.6541528853610088  # start of the tail
+def _ziggurat_tables(layers: int, r: float, v: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Tables kn, wn, fn of a ziggurat with ``layers`` layers for the standard normal.
 
-
-def _ziggurat_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Tables kn, wn, fn of the 256-layer ziggurat for the standard normal (Marsaglia-Tsang).
-
-    kn and wn are scaled for 32-bit signed values (2**31); 256 layers leave about 1.3 % of
-    the draws to the slow path (128 layers: 2.6 %), which is where the time of a draw goes.
+    Marsaglia and Tsang's construction: ``r`` is where the tail starts and ``v`` the area of
+    each layer (both fixed by ``layers``). kn and wn are scaled for 32-bit signed values
+    (2**31). More layers send fewer draws to the slow path: 256 layers about 1.3 %, 1024
+    layers about 0.3 %; the slow path (an exp, a fresh uniform) is where a draw's time goes.
     """
     m1 = 2147483648.0
-    dn = _ZIG_R
+    dn = r
     tn = dn
-    vn = 4.92867323399e-3  # area of each layer
-    kn = np.zeros(_LAYERS, np.int64)
-    wn = np.zeros(_LAYERS, np.float64)
-    fn = np.zeros(_LAYERS, np.float64)
-    q = vn / math.exp(-0.5 * dn * dn)
+    kn = np.zeros(layers, np.int64)
+    wn = np.zeros(layers, np.float64)
+    fn = np.zeros(layers, np.float64)
+    q = v / math.exp(-0.5 * dn * dn)
     kn[0] = int((dn / q) * m1)
     kn[1] = 0
     wn[0] = q / m1
-    wn[_LAYERS - 1] = dn / m1
+    wn[layers - 1] = dn / m1
     fn[0] = 1.0
-    fn[_LAYERS - 1] = math.exp(-0.5 * dn * dn)
-    for i in range(_LAYERS - 2, 0, -1):
-        dn = math.sqrt(-2.0 * math.log(vn / dn + math.exp(-0.5 * dn * dn)))
+    fn[layers - 1] = math.exp(-0.5 * dn * dn)
+    for i in range(layers - 2, 0, -1):
+        dn = math.sqrt(-2.0 * math.log(v / dn + math.exp(-0.5 * dn * dn)))
         kn[i + 1] = int((dn / tn) * m1)
         tn = dn
         fn[i] = math.exp(-0.5 * dn * dn)
@@ -63,13 +60,20 @@ def _ziggurat_tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return kn, wn, fn
 
 
-_KN, _WN, _FN = _ziggurat_tables()
-# The same ziggurat on 24-bit values (sign + 23 bits) for the half-word draws of fill_normals32.
-_KN24 = _KN >> 8
-_WN24 = (_WN * 256.0).astype(np.float32)
+# 256 layers for the 64-bit draws (8-bit layer index, 32-bit value).
+_ZIG_R = 3.6541528853610088  # start of the tail
+_KN, _WN, _FN = _ziggurat_tables(256, _ZIG_R, 4.92867323399e-3)
+# 1024 layers for the 32-bit half-word draws of fill_normals32: a 10-bit layer index and a
+# signed 22-bit value (21 bits of resolution, ample for float32 noise). r and v solve the
+# construction for 1024 layers (the top layer's area equals v).
+_ZIG_R10 = 4.038849846109505
+_KN10, _WN10, _FN10 = _ziggurat_tables(1024, _ZIG_R10, 0.0012263246463530852)
+_KN22 = (_KN10 >> 10).astype(np.int32)
+_WN22 = (_WN10 * 1024.0).astype(np.float32)
 _HALF = np.uint64(0xFFFFFFFF)
-_S8 = np.uint64(8)
-_OFFSET24 = 1 << 23
+_S10 = np.uint64(10)
+_MASK10 = np.uint64(1023)
+_OFFSET22 = 1 << 21
 
 
 @njit(cache=True)
@@ -105,27 +109,33 @@ def next_uniform(s: np.uint64) -> tuple[np.uint64, float]:
 
 
 @njit(cache=True)
-def _normal_tail(s: np.uint64, hz: int, iz: int) -> tuple[np.uint64, float]:
-    """Slow path of the ziggurat (about 1.3 % of the draws): the wedges and the tail."""
+def _normal_tail(s: np.uint64, hz: int, iz: int, kn: np.ndarray, wn: np.ndarray, fn: np.ndarray,
+                 r: float) -> tuple[np.uint64, float]:
+    """Slow path of a ziggurat (tables kn, wn, fn; tail from r): the wedges and the tail.
+
+    ``hz`` is the rejected value scaled to 32 bits and ``iz`` its layer; a retry draws a
+    fresh 64-bit word (layer from its low bits, value from its high 32 bits).
+    """
+    mask = np.uint64(kn.shape[0] - 1)
     while True:
-        x = hz * _WN[iz]
+        x = hz * wn[iz]
         if iz == 0:
             while True:
                 s, u1 = next_uniform(s)
                 s, u2 = next_uniform(s)
-                xt = -math.log(1.0 - u1) / _ZIG_R
+                xt = -math.log(1.0 - u1) / r
                 yt = -math.log(1.0 - u2)
                 if yt + yt >= xt * xt:
                     break
-            return s, (_ZIG_R + xt if hz > 0 else -_ZIG_R - xt)
+            return s, (r + xt if hz > 0 else -r - xt)
         s, u = next_uniform(s)
-        if _FN[iz] + u * (_FN[iz - 1] - _FN[iz]) < math.exp(-0.5 * x * x):
+        if fn[iz] + u * (fn[iz - 1] - fn[iz]) < math.exp(-0.5 * x * x):
             return s, x
-        s, r = next_u64(s)
-        iz = int(r & _MASK8)
-        hz = np.int64(r >> _S32) - 2147483648
-        if abs(hz) < _KN[iz]:
-            return s, hz * _WN[iz]
+        s, w = next_u64(s)
+        iz = int(w & mask)
+        hz = np.int64(w >> _S32) - 2147483648
+        if abs(hz) < kn[iz]:
+            return s, hz * wn[iz]
 
 
 @njit(cache=True)
@@ -136,7 +146,7 @@ def next_normal(s: np.uint64) -> tuple[np.uint64, float]:
     hz = np.int64(r >> _S32) - 2147483648
     if abs(hz) < _KN[iz]:
         return s, hz * _WN[iz]
-    return _normal_tail(s, hz, iz)
+    return _normal_tail(s, hz, iz, _KN, _WN, _FN, _ZIG_R)
 
 
 @njit(cache=True)
@@ -160,38 +170,61 @@ def fill_normals(s: np.uint64, out: np.ndarray, n: int, scratch: np.ndarray) -> 
         iz = int(r & _MASK8)
         hz = np.int64(r >> _S32) - 2147483648
         if abs(hz) >= _KN[iz]:
-            s, out[t] = _normal_tail(s, hz, iz)
+            s, out[t] = _normal_tail(s, hz, iz, _KN, _WN, _FN, _ZIG_R)
     return s
+
+
+@njit(cache=True)
+def normals32_scratch(n: int) -> int:
+    """Length of the uint64 ``scratch`` that :func:`fill_normals32` needs for ``n`` draws."""
+    m = (n + 1) // 2
+    return m + (m + 7) // 8
 
 
 @njit(cache=True)
 def fill_normals32(s: np.uint64, out: np.ndarray, n: int, scratch: np.ndarray) -> np.uint64:
     """Fill ``out[:n]`` (float32) with standard normal deviates, two per 64-bit draw.
 
-    The ziggurat of :func:`fill_normals` with 23-bit resolution, ample for float32: each
-    half-word gives a layer index (8 bits) and a signed 24-bit value, the low halves filling
-    ``out[:m]`` and the high halves ``out[m:2m]`` (m = ceil(n / 2)) so both stores stay
-    contiguous and the pass vectorises. The rare draws outside the rectangles finish exactly
-    as in :func:`next_normal`. ``out`` and ``scratch`` (uint64) need room for 2m and m values.
+    Each 32-bit half-word is one draw of a 1024-layer ziggurat: a layer index (10 bits) and a
+    signed 22-bit value; the low halves fill ``out[:m]`` and the high halves ``out[m:2m]``
+    (m = ceil(n / 2)), so both stores stay contiguous and the first pass vectorises. That
+    pass also marks (one byte per word, after the words in ``scratch``) the words with a
+    half outside its rectangle, about 0.6 % of them; the second pass reads the marks eight
+    at a time and finishes only the marked halves, exactly, on the slow path. ``out`` needs
+    room for 2m values and ``scratch`` (uint64) for :func:`normals32_scratch` (n).
     """
     m = (n + 1) // 2
+    words = scratch[:m]
+    packed = scratch[m:m + (m + 7) // 8]
+    packed[-1:] = 0  # the marks past m in the last group stay zero
+    marks = packed.view(np.uint8)
     for t in range(m):
         r = mix(s + np.uint64(t + 1) * _GOLDEN)
-        scratch[t] = r
+        words[t] = r
         lo = r & _HALF
         hi = r >> _S32
-        out[t] = np.float32(np.int64(lo >> _S8) - _OFFSET24) * _WN24[int(lo & _MASK8)]
-        out[m + t] = np.float32(np.int64(hi >> _S8) - _OFFSET24) * _WN24[int(hi & _MASK8)]
+        i_lo = int(lo & _MASK10)
+        i_hi = int(hi & _MASK10)
+        v_lo = np.int32(np.int64(lo >> _S10) - _OFFSET22)
+        v_hi = np.int32(np.int64(hi >> _S10) - _OFFSET22)
+        out[t] = np.float32(v_lo) * _WN22[i_lo]
+        out[m + t] = np.float32(v_hi) * _WN22[i_hi]
+        marks[t] = np.uint8((abs(v_lo) >= _KN22[i_lo]) | (abs(v_hi) >= _KN22[i_hi]))
     s = s + np.uint64(m) * _GOLDEN
-    for t in range(m):
-        r = scratch[t]
-        for half in range(2):
-            word = (r >> _S32) if half == 1 else (r & _HALF)
-            iz = int(word & _MASK8)
-            hz = np.int64(word >> _S8) - _OFFSET24
-            if abs(hz) >= _KN24[iz]:
-                s, value = _normal_tail(s, hz << 8, iz)
-                out[t + half * m] = value
+    for k in range(packed.shape[0]):
+        if packed[k] == np.uint64(0):
+            continue
+        for t in range(8 * k, min(8 * k + 8, m)):
+            if marks[t] == 0:
+                continue
+            r = words[t]
+            for half in range(2):
+                word = (r >> _S32) if half == 1 else (r & _HALF)
+                iz = int(word & _MASK10)
+                hz = np.int64(word >> _S10) - _OFFSET22
+                if abs(hz) >= _KN22[iz]:
+                    s, value = _normal_tail(s, hz << 10, iz, _KN10, _WN10, _FN10, _ZIG_R10)
+                    out[t + half * m] = value
     return s
 
 
