@@ -31,7 +31,7 @@ from numba import njit, prange
 from .devices import (CONSTANT_STEP, G_MULT_NOISE, G_STD, LINEAR_STEP, P_SCALE_DOWN, P_SCALE_UP,
                       P_SHAPE_DOWN, P_SHAPE_UP, P_WMAX, P_WMIN, SOFT_BOUNDS, direction_params, pulse,
                       step_size)
-from .rng import fill_normals, fill_normals32, mix, next_uniform, normals32_scratch, stream
+from .rng import fill_normals32, mix, next_uniform, normals32_scratch, stream
 
 # Layout of the IO parameter vector (``params.IOParameters.as_array``).
 (IO_INP_BOUND, IO_INP_RES, IO_INP_NOISE, IO_OUT_BOUND, IO_OUT_RES, IO_OUT_NOISE, IO_OUT_SCALE,
@@ -41,34 +41,74 @@ NONFINITE = -1  # status returned when an input holds NaN or inf
 PARALLEL_MIN_SIZE = 32768  # crossbars with fewer cross-points run single-threaded kernels
 
 
-@njit(cache=True)
-def _quantise(value: float, res: float, inv_res: float) -> float:
-    """Round to the nearest multiple of ``res`` (half away from zero, as aihwkit); res <= 0: exact."""
-    if res <= 0.0:
-        return value
-    q = math.floor(abs(value) * inv_res + 0.5) * res
-    return q if value >= 0.0 else -q
+_ABS_BITS = np.uint32(0x7FFFFFFF)
+_INF_BITS = np.uint32(0x7F800000)
 
 
 @njit(cache=True)
-def _noise_scale(x: np.ndarray, kind: int, thres: float) -> float:
+def _abs_max_bits(x: np.ndarray) -> np.uint32:
+    """max |x| of a float32 vector as its bit pattern (monotonic in |x| for finite values).
+
+    An integer max vectorises where a float max with NaN semantics does not; a result of at
+    least ``_INF_BITS`` means x holds NaN or inf.
+    """
+    m = np.uint32(0)
+    for v in x.view(np.uint32):
+        m = max(m, v & _ABS_BITS)
+    return m
+
+
+@njit(cache=True)
+def _noise_scale(x: np.ndarray, kind: int, thres: float, abs_max: float) -> float:
     """Input scale of noise management: 1 for none, else max|x|, max x or a constant."""
     if kind == 0:
         return 1.0
     if kind == 3:
         return thres if thres > 0.0 else 1.0
-    s = 0.0
-    if kind == 1:
-        for v in x:
-            a = abs(v)
-            if a > s:
-                s = a
-    else:
+    s = abs_max
+    if kind == 2:
         s = -np.inf
         for v in x:
             if v > s:
                 s = v
     return min(s, thres) if thres > 0.0 else s
+
+
+@njit(cache=True)
+def _dac(x: np.ndarray, scale: np.float32, res: np.float32, inv_res: np.float32, bound: np.float32,
+         noise_std: np.float32, noise: np.ndarray, out: np.ndarray) -> None:
+    """out = clip(quantise(x * scale), +-bound) + noise_std * noise; res <= 0: no quantisation.
+
+    Rounds half away from zero, as aihwkit; branch-free, so it vectorises.
+    """
+    if res > 0.0:
+        for j in range(x.shape[0]):
+            v = x[j] * scale
+            v = math.copysign(math.floor(abs(v) * inv_res + np.float32(0.5)) * res, v)
+            out[j] = min(max(v, -bound), bound)
+    else:
+        for j in range(x.shape[0]):
+            out[j] = min(max(x[j] * scale, -bound), bound)
+    if noise_std > 0.0:
+        for j in range(x.shape[0]):
+            out[j] += noise_std * noise[j]
+
+
+@njit(cache=True)
+def _adc(y: np.ndarray, noise_std: np.float32, noise: np.ndarray, res: np.float32, inv_res: np.float32,
+         bound: np.float32) -> tuple[int, int]:
+    """y = clip(quantise(y + noise_std * noise), +-bound) in place; returns the outputs beyond
+    +bound and below -bound (before clipping), which drive bound management."""
+    above = 0
+    below = 0
+    for i in range(y.shape[0]):
+        v = y[i] + noise_std * noise[i]
+        if res > 0.0:
+            v = math.copysign(math.floor(abs(v) * inv_res + np.float32(0.5)) * res, v)
+        above += 1 if v > bound else 0
+        below += 1 if v < -bound else 0
+        y[i] = min(max(v, -bound), bound)
+    return above, below
 
 
 @njit(fastmath=True, parallel=True, cache=True)
@@ -104,44 +144,80 @@ def matvec(weights: np.ndarray, x: np.ndarray, y: np.ndarray) -> None:
             i += 1
 
 
+@njit(fastmath=True, parallel=True, cache=True)
+def matvec_transposed(weights: np.ndarray, d: np.ndarray, z: np.ndarray) -> None:
+    """z = W^T d on both cores: each half of the columns, accumulated over eight rows at a time.
+
+    Every row is read in order (a half-row per core), and the partial sums of a core's
+    columns stay in its own buffer, so the cores never write the same cache line.
+    """
+    n, m = weights.shape
+    half = ((m + 1) // 2 + 15) // 16 * 16  # whole cache lines per core
+    for c in prange(2):
+        lo = min(m, c * half)
+        hi = min(m, lo + half)
+        acc = np.zeros(hi - lo, dtype=np.float32)
+        i = 0
+        while i + 8 <= n:
+            d0, d1, d2, d3 = d[i], d[i + 1], d[i + 2], d[i + 3]
+            d4, d5, d6, d7 = d[i + 4], d[i + 5], d[i + 6], d[i + 7]
+            r0, r1, r2, r3 = weights[i, lo:hi], weights[i + 1, lo:hi], weights[i + 2, lo:hi], weights[i + 3, lo:hi]
+            r4, r5, r6, r7 = weights[i + 4, lo:hi], weights[i + 5, lo:hi], weights[i + 6, lo:hi], weights[i + 7, lo:hi]
+            for j in range(hi - lo):
+                acc[j] += ((d0 * r0[j] + d1 * r1[j]) + (d2 * r2[j] + d3 * r3[j])) + (
+                    (d4 * r4[j] + d5 * r5[j]) + (d6 * r6[j] + d7 * r7[j]))
+            i += 8
+        while i < n:
+            di = d[i]
+            r0 = weights[i, lo:hi]
+            for j in range(hi - lo):
+                acc[j] += di * r0[j]
+            i += 1
+        z[lo:hi] = acc
+
+
 @njit(cache=True)
 def analog_read(weights: np.ndarray, inputs: np.ndarray, transposed: bool, io: np.ndarray,
-                rng_state: np.ndarray):
-    """Read every row of ``inputs`` through W (or W^T when ``transposed``) with the IO chain.
+                rng_state: np.ndarray, outputs: np.ndarray) -> int:
+    """Read every row of ``inputs`` through W (or W^T when ``transposed``) into ``outputs``.
 
-    ``rng_state`` is a one-element uint64 array, advanced in place. Returns (outputs (n, out)
-    float32, total bound-management passes); the pass count is ``NONFINITE`` if an input holds
-    NaN or inf (nothing is read then).
+    ``outputs`` is (n, out) float32, written in full; ``rng_state`` a one-element uint64
+    array, advanced in place. Returns the total bound-management passes, or ``NONFINITE`` if
+    an input holds NaN or inf (nothing is read then). The caller allocates the outputs
+    because returning a new array from a kernel costs more than the IO chain of a read. The
+    IO arithmetic is float32, as aihwkit's.
     """
-    n_vec = inputs.shape[0]
+    n_vec, n_in = inputs.shape
     n_out = weights.shape[1] if transposed else weights.shape[0]
-    outputs = np.zeros((n_vec, n_out), dtype=np.float32)
+    abs_max = np.empty(n_vec, dtype=np.float32)
+    bits = np.empty(1, dtype=np.uint32)
     for b in range(n_vec):
-        for v in inputs[b]:
-            if not np.isfinite(v):
-                return outputs, NONFINITE
+        bits[0] = _abs_max_bits(inputs[b])
+        if bits[0] >= _INF_BITS:
+            return NONFINITE
+        abs_max[b] = bits.view(np.float32)[0]
     state = rng_state[0]
-    buffer = np.empty(inputs.shape[1], dtype=np.float32)
+    buffer = np.empty(n_in, dtype=np.float32)
     y = np.empty(n_out, dtype=np.float32)
-    noise = np.zeros(max(n_out, inputs.shape[1]), dtype=np.float64)
-    scratch = np.empty(noise.shape[0], dtype=np.uint64)
-    inp_bound = io[IO_INP_BOUND]
-    inp_res = io[IO_INP_RES]
-    inv_inp_res = 1.0 / inp_res if inp_res > 0.0 else 0.0
-    inp_noise = io[IO_INP_NOISE]
-    out_bound = io[IO_OUT_BOUND]
-    out_res = io[IO_OUT_RES]
-    inv_out_res = 1.0 / out_res if out_res > 0.0 else 0.0
-    out_noise = io[IO_OUT_NOISE]
+    longest = max(n_out, n_in)
+    noise = np.zeros(longest + 1, dtype=np.float32)  # fill_normals32 writes an even count
+    scratch = np.empty(normals32_scratch(longest), dtype=np.uint64)
+    f32 = np.float32
+    inp_bound, inp_res, inp_noise = f32(io[IO_INP_BOUND]), f32(io[IO_INP_RES]), f32(io[IO_INP_NOISE])
+    inv_inp_res = f32(1.0 / io[IO_INP_RES]) if io[IO_INP_RES] > 0.0 else f32(0.0)
+    out_bound, out_res, out_noise = f32(io[IO_OUT_BOUND]), f32(io[IO_OUT_RES]), f32(io[IO_OUT_NOISE])
+    inv_out_res = f32(1.0 / io[IO_OUT_RES]) if io[IO_OUT_RES] > 0.0 else f32(0.0)
     nm = int(io[IO_NM])
     bm = io[IO_BM] > 0.0
     negative_fails = io[IO_BM_NEG] > 0.0
+    threaded = weights.size >= PARALLEL_MIN_SIZE
     passes = 0
     for b in range(n_vec):
         x = inputs[b]
-        nm_scale = _noise_scale(x, nm, io[IO_NM_THRES])
+        nm_scale = _noise_scale(x, nm, io[IO_NM_THRES], float(abs_max[b]))
         if nm != 0 and nm_scale <= 0.0 and inp_noise <= 0.0:
             passes += 1  # an all-zero input reads zeros
+            outputs[b, :] = 0.0
             continue
         reduction = 0.5
         while True:
@@ -150,39 +226,27 @@ def analog_read(weights: np.ndarray, inputs: np.ndarray, transposed: bool, io: n
             if nm != 0 and nm_scale > 0.0:
                 scale /= nm_scale
             if inp_noise > 0.0:
-                state = fill_normals(state, noise, x.shape[0], scratch)
-            for j in range(x.shape[0]):  # DAC: quantise, clip, optional input noise
-                v = _quantise(x[j] * scale, inp_res, inv_inp_res)
-                buffer[j] = min(max(v, -inp_bound), inp_bound) + inp_noise * noise[j]
-            if transposed:
-                y[:] = np.dot(buffer, weights)
-            elif weights.size >= PARALLEL_MIN_SIZE:
+                state = fill_normals32(state, noise, n_in, scratch)
+            _dac(x, f32(scale), inp_res, inv_inp_res, inp_bound, inp_noise, noise, buffer)
+            if not threaded:  # small crossbars: a thread launch would cost more than the read
+                y[:] = np.dot(buffer, weights) if transposed else np.dot(weights, buffer)
+            elif transposed:
+                matvec_transposed(weights, buffer, y)
+            else:
                 matvec(weights, buffer, y)
-            else:  # small crossbars: a thread launch would cost more than the read
-                y[:] = np.dot(weights, buffer)
             if out_noise > 0.0:
-                state = fill_normals(state, noise, n_out, scratch)
-            saturated = False
-            for i in range(n_out):  # output noise, ADC: quantise, clip at the bound
-                v = _quantise(float(y[i]) + out_noise * noise[i], out_res, inv_out_res)
-                if v > out_bound:
-                    v = out_bound
-                    saturated = True
-                elif v < -out_bound:
-                    v = -out_bound
-                    saturated = saturated or negative_fails
-                y[i] = v
+                state = fill_normals32(state, noise, n_out, scratch)
+            above, below = _adc(y, out_noise, noise, out_res, inv_out_res, out_bound)
             passes += 1
-            if not bm:
+            saturated = above > 0 or (negative_fails and below > 0)
+            if not bm or not saturated or reduction > io[IO_MAX_BM_FACTOR] or (
+                    io[IO_INP_RES] > 0.0 and reduction > io[IO_MAX_BM_RES] / io[IO_INP_RES]):
                 break
-            if not saturated or reduction > io[IO_MAX_BM_FACTOR] or (
-                    inp_res > 0.0 and reduction > io[IO_MAX_BM_RES] / inp_res):
-                break
-        factor = io[IO_OUT_SCALE] / scale
+        factor = f32(io[IO_OUT_SCALE] / scale)
         for i in range(n_out):
             outputs[b, i] = y[i] * factor
     rng_state[0] = state
-    return outputs, passes
+    return passes
 
 
 @njit(cache=True)

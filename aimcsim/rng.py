@@ -6,9 +6,10 @@ derived from a key with :func:`stream`, so parallel kernels give each crossbar r
 stream keyed by (call counter, row): results are bit-identical whatever the thread count.
 
 Normal deviates use the Marsaglia-Tsang ziggurat with the layer index and the value taken
-from disjoint bits: one SplitMix64 step per draw (256 layers) for float64 noise, half a step
-per draw (1024 layers) for float32 noise (:func:`fill_normals32`). That matters because a
-pulsed update draws one cycle-to-cycle noise sample per coincidence.
+from disjoint bits: one SplitMix64 step per float64 draw (:func:`next_normal`, 256 layers),
+half a step per float32 draw (:func:`fill_normals32`, 1024 layers). That matters because a
+pulsed update draws one cycle-to-cycle noise sample per coincidence, and every analog read
+one output-noise sample per output.
 """
 
 from __future__ import annotations
@@ -147,31 +148,6 @@ def next_normal(s: np.uint64) -> tuple[np.uint64, float]:
     if abs(hz) < _KN[iz]:
         return s, hz * _WN[iz]
     return _normal_tail(s, hz, iz, _KN, _WN, _FN, _ZIG_R)
-
-
-@njit(cache=True)
-def fill_normals(s: np.uint64, out: np.ndarray, n: int, scratch: np.ndarray) -> np.uint64:
-    """Fill ``out[:n]`` with standard normal deviates from stream ``s``; return the new state.
-
-    The same ziggurat as :func:`next_normal`, run in two passes over the block: first the
-    fast path for every slot at once (branch-free, so it vectorises; the stream is a counter,
-    so slot t uses draw t), then the rare slots outside the rectangles finish the algorithm
-    exactly with fresh draws. ``scratch`` (uint64, >= n) keeps the first-pass words.
-    """
-    for t in range(n):
-        r = mix(s + np.uint64(t + 1) * _GOLDEN)
-        scratch[t] = r
-        iz = int(r & _MASK8)
-        hz = np.int64(r >> _S32) - 2147483648
-        out[t] = hz * _WN[iz]
-    s = s + np.uint64(n) * _GOLDEN
-    for t in range(n):
-        r = scratch[t]
-        iz = int(r & _MASK8)
-        hz = np.int64(r >> _S32) - 2147483648
-        if abs(hz) >= _KN[iz]:
-            s, out[t] = _normal_tail(s, hz, iz, _KN, _WN, _FN, _ZIG_R)
-    return s
 
 
 @njit(cache=True)

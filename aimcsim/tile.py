@@ -10,7 +10,7 @@ timing model charges clock cycles from exactly these quantities.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from pydantic import BaseModel
@@ -22,14 +22,14 @@ from .params import IOParameters, UpdateParameters
 from .rng import seed_key, stream
 
 
-@dataclass(frozen=True)
-class OpReport:
+class OpReport(NamedTuple):
     """What one tile operation did in hardware terms.
 
     op: 'F', 'B' or 'U'; vectors: rows processed; passes: analog reads including repeats of
     bound management (reads only); pulse_slots: sum over vectors of the realised BL;
     max_bl: the longest pulse train; coincidences: device pulses fired (updates only);
     partial_sums: vectors times the extra tiles whose outputs the periphery adds (split layers).
+    A named tuple: every tile operation makes one, so it must be cheap to build.
     """
 
     op: str
@@ -39,6 +39,10 @@ class OpReport:
     max_bl: int = 0
     coincidences: int = 0
     partial_sums: int = 0  # digital additions of partial outputs (a layer split over tiles)
+
+
+_FLOAT32 = np.dtype(np.float32)
+_UNIT_STRIDE = (4,)
 
 
 def _as_matrix(value: object, width: int, name: str) -> tuple[np.ndarray, bool]:
@@ -112,9 +116,9 @@ class AnalogTile:
     # ------------------------------------------------------------------ reads
     def _read(self, transposed: bool, values: object, io: np.ndarray, perfect: bool,
               width: int, name: str, op: str) -> np.ndarray:
-        if (type(values) is np.ndarray and values.dtype == np.float32 and values.shape == (width,)
-                and values.flags.c_contiguous):
-            rows, single = values.reshape(1, width), True  # the hot path: one float32 vector
+        if (type(values) is np.ndarray and values.dtype is _FLOAT32 and values.shape == (width,)
+                and values.strides == _UNIT_STRIDE):
+            rows, single = values[None], True  # the hot path: one contiguous float32 vector
         else:
             rows, single = _as_matrix(values, width, name)
         if perfect:
@@ -124,7 +128,8 @@ class AnalogTile:
                 out = rows @ self._weights if transposed else rows @ self._weights.T
             passes = rows.shape[0]
         else:
-            out, passes = kernels.analog_read(self._weights, rows, transposed, io, self._read_state)
+            out = np.empty((rows.shape[0], self.in_size if transposed else self.out_size), np.float32)
+            passes = kernels.analog_read(self._weights, rows, transposed, io, self._read_state, out)
             if passes == kernels.NONFINITE:
                 raise ConfigError(f"{name}: must be finite (found NaN or inf)")
         self.last_report = OpReport(op, rows.shape[0], passes)

@@ -7,7 +7,7 @@ import pytest
 from numba import njit
 
 from aimcsim import rng
-from aimcsim.rng import fill_normals, fill_normals32, next_normal, normals32_scratch
+from aimcsim.rng import fill_normals32, next_normal, normals32_scratch
 
 N = 1_000_000
 
@@ -21,19 +21,13 @@ def _sequential(n: int) -> np.ndarray:
     return out
 
 
-def _filled64(n: int) -> np.ndarray:
-    out = np.empty(n)
-    fill_normals(np.uint64(12345), out, n, np.empty(n, np.uint64))
-    return out
-
-
 def _filled32(n: int) -> np.ndarray:
     out = np.empty(n + 1, np.float32)
     fill_normals32(np.uint64(12345), out, n, np.empty(normals32_scratch(n), np.uint64))
     return out[:n].astype(np.float64)
 
 
-@pytest.mark.parametrize("draw", [_sequential, _filled64, _filled32], ids=["next_normal", "fill", "fill32"])
+@pytest.mark.parametrize("draw", [_sequential, _filled32], ids=["next_normal", "fill32"])
 def test_normal_moments_and_tails(draw):
     x = draw(N)
     assert np.all(np.isfinite(x))

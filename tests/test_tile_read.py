@@ -128,3 +128,22 @@ def test_bad_read_inputs(values, match):
     tile = _tile(np.ones((3, 4), np.float32))
     with pytest.raises(ValueError, match=match):
         tile.forward(values)
+
+
+@pytest.mark.parametrize("shape", [(256, 256), (203, 301)])
+def test_two_core_reads_equal_the_exact_products(shape):
+    """Crossbars past PARALLEL_MIN_SIZE read on both cores (row halves forward, column halves
+    backward, eight rows at a time): with the IO made exact they equal W x and W^T d, also
+    when the halves and the row blocks do not divide the shape."""
+    from aimcsim import kernels
+
+    assert shape[0] * shape[1] >= kernels.PARALLEL_MIN_SIZE
+    rng = np.random.default_rng(5)
+    w = rng.uniform(-0.05, 0.05, shape).astype(np.float32)
+    exact = {"out_noise": 0.0, "out_res": 0.0, "inp_res": 0.0, "noise_management": "none",
+             "bound_management": "none", "out_bound": 1000.0, "inp_bound": 100.0}
+    tile = _tile(w, forward_io=exact, backward_io=exact)
+    x = rng.uniform(-1, 1, (3, shape[1])).astype(np.float32)
+    d = rng.uniform(-1, 1, (3, shape[0])).astype(np.float32)
+    np.testing.assert_allclose(tile.forward(x), x @ w.T, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(tile.backward(d), d @ w, rtol=1e-5, atol=1e-5)
