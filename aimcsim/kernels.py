@@ -38,7 +38,12 @@ from .rng import fill_normals32, mix, next_uniform, normals32_scratch, stream
  IO_NM, IO_NM_THRES, IO_BM, IO_MAX_BM_FACTOR, IO_MAX_BM_RES, IO_BM_NEG) = range(13)
 
 NONFINITE = -1  # status returned when an input holds NaN or inf
-PARALLEL_MIN_SIZE = 32768  # crossbars with fewer cross-points run single-threaded kernels
+# Crossbars with fewer cross-points run single-threaded kernels. Measured in a 4-stage
+# pipeline of one tile per stage (benchmarks/bench_pipeline.py's plain loop, one and two
+# threads alternating): two threads cost 30-65 % more time at 200-300 wide, break even at
+# 362 and save 30 % at 512. Below that, waking the second core and moving a tile's rows
+# between the cores' caches costs more than the second core saves.
+PARALLEL_MIN_SIZE = 131072
 
 
 _ABS_BITS = np.uint32(0x7FFFFFFF)
@@ -144,36 +149,44 @@ def matvec(weights: np.ndarray, x: np.ndarray, y: np.ndarray) -> None:
             i += 1
 
 
-@njit(fastmath=True, parallel=True, cache=True)
-def matvec_transposed(weights: np.ndarray, d: np.ndarray, z: np.ndarray) -> None:
-    """z = W^T d on both cores: each half of the columns, accumulated over eight rows at a time.
+@njit(fastmath=True, cache=True)
+def _rows_transposed(weights: np.ndarray, d: np.ndarray, lo: int, hi: int, acc: np.ndarray) -> None:
+    """acc = sum over rows i in lo..hi-1 of d_i W_i, eight rows at a time (rows read in order)."""
+    m = weights.shape[1]
+    acc[:] = 0.0
+    i = lo
+    while i + 8 <= hi:
+        d0, d1, d2, d3 = d[i], d[i + 1], d[i + 2], d[i + 3]
+        d4, d5, d6, d7 = d[i + 4], d[i + 5], d[i + 6], d[i + 7]
+        r0, r1, r2, r3 = weights[i], weights[i + 1], weights[i + 2], weights[i + 3]
+        r4, r5, r6, r7 = weights[i + 4], weights[i + 5], weights[i + 6], weights[i + 7]
+        for j in range(m):
+            acc[j] += ((d0 * r0[j] + d1 * r1[j]) + (d2 * r2[j] + d3 * r3[j])) + (
+                (d4 * r4[j] + d5 * r5[j]) + (d6 * r6[j] + d7 * r7[j]))
+        i += 8
+    while i < hi:
+        di = d[i]
+        r0 = weights[i]
+        for j in range(m):
+            acc[j] += di * r0[j]
+        i += 1
 
-    Every row is read in order (a half-row per core), and the partial sums of a core's
-    columns stay in its own buffer, so the cores never write the same cache line.
+
+@njit(parallel=True, cache=True)
+def matvec_transposed(weights: np.ndarray, d: np.ndarray, z: np.ndarray) -> None:
+    """z = W^T d on both cores: each core sums over half of the rows, then the halves add.
+
+    The halves are the rows each core also reads in ``matvec`` and fires in an update, so W
+    stays in the caches of the core that last touched it (splitting by columns instead made
+    every read after an update fetch half of W from the other core).
     """
     n, m = weights.shape
-    half = ((m + 1) // 2 + 15) // 16 * 16  # whole cache lines per core
+    half = (n + 1) // 2
+    partial = np.empty((2, m), dtype=np.float32)
     for c in prange(2):
-        lo = min(m, c * half)
-        hi = min(m, lo + half)
-        acc = np.zeros(hi - lo, dtype=np.float32)
-        i = 0
-        while i + 8 <= n:
-            d0, d1, d2, d3 = d[i], d[i + 1], d[i + 2], d[i + 3]
-            d4, d5, d6, d7 = d[i + 4], d[i + 5], d[i + 6], d[i + 7]
-            r0, r1, r2, r3 = weights[i, lo:hi], weights[i + 1, lo:hi], weights[i + 2, lo:hi], weights[i + 3, lo:hi]
-            r4, r5, r6, r7 = weights[i + 4, lo:hi], weights[i + 5, lo:hi], weights[i + 6, lo:hi], weights[i + 7, lo:hi]
-            for j in range(hi - lo):
-                acc[j] += ((d0 * r0[j] + d1 * r1[j]) + (d2 * r2[j] + d3 * r3[j])) + (
-                    (d4 * r4[j] + d5 * r5[j]) + (d6 * r6[j] + d7 * r7[j]))
-            i += 8
-        while i < n:
-            di = d[i]
-            r0 = weights[i, lo:hi]
-            for j in range(hi - lo):
-                acc[j] += di * r0[j]
-            i += 1
-        z[lo:hi] = acc
+        _rows_transposed(weights, d, min(n, c * half), min(n, (c + 1) * half), partial[c])
+    for j in range(m):
+        z[j] = partial[0, j] + partial[1, j]
 
 
 @njit(cache=True)

@@ -130,11 +130,11 @@ def test_bad_read_inputs(values, match):
         tile.forward(values)
 
 
-@pytest.mark.parametrize("shape", [(256, 256), (203, 301)])
+@pytest.mark.parametrize("shape", [(384, 384), (363, 401)])
 def test_two_core_reads_equal_the_exact_products(shape):
-    """Crossbars past PARALLEL_MIN_SIZE read on both cores (row halves forward, column halves
-    backward, eight rows at a time): with the IO made exact they equal W x and W^T d, also
-    when the halves and the row blocks do not divide the shape."""
+    """Crossbars past PARALLEL_MIN_SIZE read on both cores (each a half of the rows; the
+    transposed read adds the halves' partial sums): with the IO made exact they equal W x
+    and W^T d, also when the halves and the row blocks do not divide the shape."""
     from aimcsim import kernels
 
     assert shape[0] * shape[1] >= kernels.PARALLEL_MIN_SIZE

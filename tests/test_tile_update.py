@@ -172,7 +172,7 @@ def test_threaded_rows_equal_single_threaded_rows(lr):
     result equals firing every row on one thread (the separate compiled kernels must agree)."""
     from aimcsim import kernels
 
-    size = 192  # 36,864 cross-points: above the threading threshold
+    size = 384  # 147,456 cross-points: above the threading threshold
     assert size * size >= kernels.PARALLEL_MIN_SIZE
     tile = AnalogTile(size, size, device={"type": "soft_bounds"}, seed=3)
     pop = tile.population

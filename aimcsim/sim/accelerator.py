@@ -50,7 +50,6 @@ class Accelerator:
         self.ready_backward: dict[int, np.ndarray] = {}
         self.in_flight: set[int] = set()
         self.version = 0
-        self.busy_cycles = 0
         self.next_link = None  # Link to stage k + 1 (activations)
         self.prev_link = None  # Link to stage k - 1 (errors)
         self.next_acc: Accelerator | None = None
@@ -85,14 +84,16 @@ class Accelerator:
     def run(self):
         env = self.env
         counter = self.engine.event_counter
-        choose, done, record = self.schedule.choose, self.schedule.done, self.tracer.record
+        schedule = self.schedule
+        choose, done, record = schedule.choose, schedule.done, self.tracer.record
+        index = self.index
         while True:
             if env.peek() == env.now and self._arrivals_pending():
                 yield Settle(env)
                 counter[0] += 1
             choice = choose(self)
             if choice is None:
-                if self.schedule.finished(self):
+                if schedule.finished(self):
                     return
                 self._wake = env.event()
                 yield self._wake
@@ -102,58 +103,62 @@ class Accelerator:
             op, item = choice
             start, version = env.now, self.version
             try:
-                cycles, handoff = self._execute(op, item)
+                cycles, result = self._execute(op, item)
             except ConfigError as exc:  # inside a run only non-finite values reach a tile's checks
                 raise Diverged(item) from exc
             if cycles:
                 self.finishing_at = start + cycles
                 yield env.timeout(cycles)
                 counter[0] += 1
-            self.busy_cycles += cycles
-            record(self.index, op, item, start, start + cycles, version)
+            record(index, op, item, start, start + cycles, version)
             done(self, op, item)
-            handoff()
+            self._hand_off(op, item, result, version)
             self.finishing_at = -1
 
-    def _execute(self, op: str, item: int):
-        """Numerics of one op now; returns (cycles, what to do when it completes)."""
+    def _execute(self, op: str, item: int) -> tuple[int, object]:
+        """Numerics of one op now; returns (cycles, what to hand on when it completes).
+
+        Activations and errors are not scanned here: a non-finite value fails the finiteness
+        check of the tile that reads it next (a ``ConfigError``, turned into ``Diverged``),
+        and the last stage checks its loss.
+        """
         stage = self.stage
+        timing = self.timing
         if op == "F":
             x = self.engine.inputs(item) if self.index == 0 else self.ready_forward.pop(item)
             out, reports = stage.forward(item, x)
-            if not all_finite(out):
-                raise Diverged(item)
             self.in_flight.add(item)
-            cycles = self.timing.forward(reports)
+            fixed = timing.forward_cycles
+            cycles = fixed if fixed is not None else timing.forward(reports)
             if stage.is_last:
                 loss, grad = loss_and_grad(stage.loss, out.astype(np.float64), self.engine.targets(item))
                 if not all_finite(loss):
                     raise Diverged(item)
                 self.engine.record_loss(loss)
-                return cycles, lambda: self.deliver_backward(item, grad)
-            version = self.version
-            return cycles, lambda: self.next_link.send(item, out, self.next_acc.deliver_forward, version)
+                return cycles, grad
+            return cycles, out
         if op == "B":
             error, reports = stage.backward(item, self.ready_backward.pop(item))
-            if error is not None and not all_finite(error):
-                raise Diverged(item)
             self.in_flight.discard(item)
-            cycles = self.timing.backward(reports)
-            if self.index == 0:
-                return cycles, _nothing
-            version = self.version
-            return cycles, lambda: self.prev_link.send(item, error, self.prev_acc.deliver_backward, version)
-        # U: apply the stored pairs
-        rows = stage.pending_rows
+            fixed = timing.backward_cycles
+            return (fixed if fixed is not None else timing.backward(reports)), error
+        rows = stage.pending_rows  # U: apply the stored pairs
         reports = stage.update(self.engine.lr)
-        cycles = self.timing.update(reports)
+        fixed = timing.update_cycles
+        return (fixed if fixed is not None else timing.update(reports)), rows
 
-        def finish_update():
+    def _hand_off(self, op: str, item: int, result, version: int) -> None:
+        """When an op completes: send activations on, errors back, the loss gradient to the
+        own backward (last stage); after an update, count the new weight version."""
+        if op == "F":
+            if self.stage.is_last:
+                self.deliver_backward(item, result)
+            else:
+                self.next_link.send(item, result, self.next_acc.deliver_forward, version)
+        elif op == "B":
+            if self.index > 0:
+                self.prev_link.send(item, result, self.prev_acc.deliver_backward, version)
+        else:
             self.version += 1
             if self.index == 0:
-                self.engine.samples_applied(rows)
-        return cycles, finish_update
-
-
-def _nothing() -> None:
-    return None
+                self.engine.samples_applied(result)

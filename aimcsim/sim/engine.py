@@ -85,7 +85,7 @@ class Engine:
         self.message = ""
         self.diverged_at: int | None = None
         self.progress = progress
-        self._recent_losses: list[float] = []
+        self._last_loss: np.ndarray | None = None  # per-sample losses of the latest micro-batch
         n_eval = min(EVAL_MAX_TRAIN, n_train)
         self._eval_train = (self.data.x_train[:n_eval], self.data.y_train[:n_eval])
 
@@ -100,13 +100,15 @@ class Engine:
         return self.data.y_train[self._rows(item)]
 
     def record_loss(self, loss: np.ndarray) -> None:
-        self._recent_losses.append(float(np.mean(loss)))
+        """Keep the latest micro-batch's losses; averaged only when progress is shown."""
+        self._last_loss = loss
 
     # ------------------------------------------------------------ evaluation
     def samples_applied(self, rows: int) -> None:
         self.samples += rows
         if self.progress is not None:
-            self.progress(self.samples, self.env.now, self._recent_losses[-1] if self._recent_losses else None)
+            last = None if self._last_loss is None else float(np.mean(self._last_loss))
+            self.progress(self.samples, self.env.now, last)
         if self.samples >= self.next_eval:
             while self.next_eval <= self.samples:
                 self.next_eval += self.config.train.eval_every
