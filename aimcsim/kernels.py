@@ -5,12 +5,13 @@ go out as new states, so every draw is reproducible from the owning tile's seed;
 rows processed in parallel each get their own stream, so results do not depend on the
 number of threads. Weights are float32 (the precision of aihwkit's CPU simulator).
 
-Read (forward y = W x, backward z = W^T d; the backward passes W.T):
+Read (forward y = W x, backward z = W^T d, ``analog_read`` with ``transposed``):
     noise management (scale the input by max|x|), DAC (quantise to ``inp_res``, clip at
     ``inp_bound``, optional input noise), the array (a matrix-vector product), additive
     output noise ``out_noise``, ADC (quantise to ``out_res``, clip at ``out_bound``), and
-    iterative bound management (halve the input and read again while any output saturates).
-    Returns the bound-management passes, which the timing model charges.
+    iterative bound management (halve the input and read again while any output saturates),
+    in float32 as aihwkit. Returns the bound-management passes, which the timing model
+    charges. Crossbars of at least ``PARALLEL_MIN_SIZE`` cross-points read on both cores.
 
 Update (W <- W - lr d x^T in expectation, rows of a batch applied one after the other):
     ``pulsed_update``    stochastic pulse trains of length BL (or deterministic pulse counts)
