@@ -80,18 +80,23 @@ def _noise_scale(x: np.ndarray, kind: int, thres: float, abs_max: float) -> floa
     return min(s, thres) if thres > 0.0 else s
 
 
+@njit(cache=True, inline="always")
+def _to_grid(v: np.float32, res: np.float32, inv_res: np.float32) -> np.float32:
+    """Nearest multiple of ``res`` (half away from zero, as aihwkit); branch-free, so loops
+    calling it vectorise."""
+    return math.copysign(math.floor(abs(v) * inv_res + np.float32(0.5)) * res, v)
+
+
 @njit(cache=True)
 def _dac(x: np.ndarray, scale: np.float32, res: np.float32, inv_res: np.float32, bound: np.float32,
          noise_std: np.float32, noise: np.ndarray, out: np.ndarray) -> None:
     """out = clip(quantise(x * scale), +-bound) + noise_std * noise; res <= 0: no quantisation.
 
-    Rounds half away from zero, as aihwkit; branch-free, so it vectorises.
+    Branch-free, so it vectorises.
     """
     if res > 0.0:
         for j in range(x.shape[0]):
-            v = x[j] * scale
-            v = math.copysign(math.floor(abs(v) * inv_res + np.float32(0.5)) * res, v)
-            out[j] = min(max(v, -bound), bound)
+            out[j] = min(max(_to_grid(x[j] * scale, res, inv_res), -bound), bound)
     else:
         for j in range(x.shape[0]):
             out[j] = min(max(x[j] * scale, -bound), bound)
@@ -110,7 +115,7 @@ def _adc(y: np.ndarray, noise_std: np.float32, noise: np.ndarray, res: np.float3
     for i in range(y.shape[0]):
         v = y[i] + noise_std * noise[i]
         if res > 0.0:
-            v = math.copysign(math.floor(abs(v) * inv_res + np.float32(0.5)) * res, v)
+            v = _to_grid(v, res, inv_res)
         above += 1 if v > bound else 0
         below += 1 if v < -bound else 0
         y[i] = min(max(v, -bound), bound)
