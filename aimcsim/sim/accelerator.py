@@ -123,13 +123,11 @@ class Accelerator:
         and the last stage checks its loss.
         """
         stage = self.stage
-        timing = self.timing
         if op == "F":
             x = self.engine.inputs(item) if self.index == 0 else self.ready_forward.pop(item)
             out, reports = stage.forward(item, x)
             self.in_flight.add(item)
-            fixed = timing.forward_cycles
-            cycles = fixed if fixed is not None else timing.forward(reports)
+            cycles = self.timing.forward(reports)
             if stage.is_last:
                 loss, grad = loss_and_grad(stage.loss, out.astype(np.float64), self.engine.targets(item))
                 if not all_finite(loss):
@@ -140,12 +138,10 @@ class Accelerator:
         if op == "B":
             error, reports = stage.backward(item, self.ready_backward.pop(item))
             self.in_flight.discard(item)
-            fixed = timing.backward_cycles
-            return (fixed if fixed is not None else timing.backward(reports)), error
+            return self.timing.backward(reports), error
         rows = stage.pending_rows  # U: apply the stored pairs
         reports = stage.update(self.engine.lr)
-        fixed = timing.update_cycles
-        return (fixed if fixed is not None else timing.update(reports)), rows
+        return self.timing.update(reports), rows
 
     def _hand_off(self, op: str, item: int, result, version: int) -> None:
         """When an op completes: send activations on, errors back, the loss gradient to the
