@@ -62,9 +62,10 @@ def test_ziggurat_tables_close(layers):
     assert np.all(np.diff(wn[1:]) > 0) and np.all(np.diff(fn[1:]) < 0)  # layers widen downwards
 
 
-def test_fill_normals32_marks_every_slow_draw():
-    """Small and odd n, and n across the 64-word mark groups, give finite, distinct draws."""
-    for n in (1, 2, 3, 127, 128, 129, 257, 4097):
+def test_fill_normals32_fills_every_slot():
+    """Small and odd n, and n whose words straddle the packs of eight slow-path marks, leave
+    no slot unwritten: every draw is finite and distinct (the NaN fill would show)."""
+    for n in (1, 2, 3, 15, 16, 17, 127, 128, 129, 257, 4097):
         out = np.full(n + 1, np.nan, np.float32)
         fill_normals32(np.uint64(n), out, n, np.empty(normals32_scratch(n), np.uint64))
         assert np.all(np.isfinite(out[:n])) and len(np.unique(out[:n])) == n
