@@ -69,10 +69,12 @@ class TimingModel(BaseModel):
         return self._cycles(ns)
 
     def forward(self, reports: list[OpReport]) -> int:
-        return self.read_cycles(reports, self.forward_cycles)
+        fixed = self.forward_cycles
+        return fixed if fixed is not None else self.read_cycles(reports, None)
 
     def backward(self, reports: list[OpReport]) -> int:
-        return self.read_cycles(reports, self.backward_cycles)
+        fixed = self.backward_cycles
+        return fixed if fixed is not None else self.read_cycles(reports, None)
 
     def update(self, reports: list[OpReport]) -> int:
         """Cycles of a stage's U op: pulse slots and per-vector cost of each tile update."""

@@ -35,12 +35,15 @@ def _span_event(stage, op, item, start, end, version, us_per_cycle: float) -> di
 
 
 class Tracer:
-    """Collects trace rows and keeps the run's statistics as the rows arrive.
+    """Collects trace rows and keeps the run's statistics.
 
-    Without a sink the rows stay in memory (``frame()`` returns them). With a
-    :class:`TraceSink` they are streamed to disk every ``chunk_rows`` rows, so a run of
-    millions of ops needs bounded memory; utilization and staleness are accumulated online
-    either way and equal what the full trace gives.
+    ``record(row)`` is the hot path: one list append per op and transfer, a C call, because a
+    pipeline run records millions of rows between kernels that leave the interpreter's caches
+    cold. :meth:`digest` folds the rows recorded since its last call into utilization,
+    staleness and the end cycle; the engine calls it as the run goes (``digest_due``) and at
+    the end. Without a sink the rows stay in memory (``frame()`` returns them); with a
+    :class:`TraceSink` every digest streams them to disk and drops them, so a run of millions
+    of ops needs bounded memory. Either way the statistics equal what the full trace gives.
     """
 
     def __init__(self, stages: int, sink: "TraceSink | None" = None, chunk_rows: int = 100_000) -> None:
@@ -48,33 +51,44 @@ class Tracer:
         self.sink = sink
         self.chunk_rows = chunk_rows
         self.rows: list[tuple[int, str, int, int, int, int]] = []
+        self.record = self.rows.append  # (stage, op, item, start, end, version)
         self.busy = [0] * stages
         self.max_staleness = [0] * stages
         self.end = 0
         self.n_rows = 0
+        self._digested = 0  # rows at the head of ``rows`` already folded in
         self._forward_version: dict[tuple[int, int], int] = {}
 
-    def record(self, stage: int, op: str, item: int, start: int, end: int, version: int) -> None:
-        start, end = int(start), int(end)
-        self.rows.append((stage, op, item, start, end, version))
-        self.n_rows += 1
-        if end > self.end:
-            self.end = end
-        if op in COMPUTE_OPS:
-            self.busy[stage] += end - start
+    def digest_due(self) -> bool:
+        return len(self.rows) - self._digested >= self.chunk_rows
+
+    def digest(self) -> None:
+        """Fold the new rows into the statistics; with a sink, write them out and drop them."""
+        rows, busy, stale, forward_version = self.rows, self.busy, self.max_staleness, self._forward_version
+        end = self.end
+        for stage, op, item, start, stop, version in rows[self._digested:]:
+            if stop > end:
+                end = stop
             if op == "F":
-                self._forward_version[(stage, item)] = version
+                busy[stage] += stop - start
+                forward_version[(stage, item)] = version
             elif op == "B":
-                stale = version - self._forward_version.pop((stage, item), version)
-                if stale > self.max_staleness[stage]:
-                    self.max_staleness[stage] = stale
-        if self.sink is not None and len(self.rows) >= self.chunk_rows:
-            self.flush()
+                busy[stage] += stop - start
+                gap = version - forward_version.pop((stage, item), version)
+                if gap > stale[stage]:
+                    stale[stage] = gap
+            elif op == "U":
+                busy[stage] += stop - start
+        self.end = end
+        self.n_rows += len(rows) - self._digested
+        if self.sink is not None:
+            if rows:
+                self.sink.write(rows)
+            rows.clear()  # in place: ``record`` stays bound to this list
+        self._digested = len(rows)
 
     def flush(self) -> None:
-        if self.sink is not None and self.rows:
-            self.sink.write(self.rows)
-            self.rows = []
+        self.digest()
 
     def utilization(self) -> list[float]:
         return [b / self.end if self.end else 0.0 for b in self.busy]

@@ -19,6 +19,7 @@ from simpy.events import Event
 from ..errors import ConfigError
 from ..kernels import all_finite
 from ..network import Stage, loss_and_grad
+from .link import Link
 
 
 class Settle(Event):
@@ -42,58 +43,62 @@ class Accelerator:
         self.env = env
         self.stage = stage
         self.index = stage.index
-        self.schedule = schedule
         self.timing = timing
         self.tracer = tracer
         self.engine = engine
         self.ready_forward: dict[int, np.ndarray] = {}
         self.ready_backward: dict[int, np.ndarray] = {}
-        self.in_flight: set[int] = set()
+        self.policy = schedule.policy(self)
         self.version = 0
-        self.next_link = None  # Link to stage k + 1 (activations)
-        self.prev_link = None  # Link to stage k - 1 (errors)
-        self.next_acc: Accelerator | None = None
-        self.prev_acc: Accelerator | None = None
+        self.next_link: Link | None = None  # to stage k + 1 (activations)
+        self.prev_link: Link | None = None  # to stage k - 1 (errors)
+        self.inbound: tuple[Link, ...] = ()  # the links towards this stage
         self.finishing_at = -1  # cycle at which the op in progress ends; -1 when none is
         self._wake: Event | None = None
 
     # ------------------------------------------------------------------ inputs
-    def forward_ready(self, item: int) -> bool:
-        return self.index == 0 or item in self.ready_forward
-
     def deliver_forward(self, item: int, activations: np.ndarray) -> None:
         self.ready_forward[item] = activations
-        self._poke()
-
-    def deliver_backward(self, item: int, error: np.ndarray) -> None:
-        self.ready_backward[item] = error
-        self._poke()
-
-    def _poke(self) -> None:
         if self._wake is not None and not self._wake.triggered:
             self._wake.succeed()
 
-    def _arrivals_pending(self) -> bool:
-        """Whether an input may still arrive in the current cycle (then decide after it)."""
-        now = self.env.now
-        prev, nxt = self.prev_acc, self.next_acc
-        return ((prev is not None and (prev.finishing_at == now or prev.next_link.in_flight > 0))
-                or (nxt is not None and (nxt.finishing_at == now or nxt.prev_link.in_flight > 0)))
+    def deliver_backward(self, item: int, error: np.ndarray) -> None:
+        self.ready_backward[item] = error
+        if self._wake is not None and not self._wake.triggered:
+            self._wake.succeed()
+
+    def _arrivals_pending(self, now: int) -> bool:
+        """Whether an input may still arrive in this cycle: a neighbour's op or a transfer
+        towards this accelerator ends now (then decide after it)."""
+        for link in self.inbound:
+            if link.in_flight > 0 or link.sender.finishing_at == now:
+                return True
+        return False
 
     # ----------------------------------------------------------------- process
     def run(self):
+        """The process: decide, compute at the op's start, hold for its cycles, hand on.
+
+        Kept lean (one policy call per decision, one numerics call per op, trace rows
+        appended by a C call): a pipeline runs millions of ops, and the kernels between them
+        leave the interpreter's caches cold, so every Python step here costs several times
+        what it costs in a micro-benchmark.
+        """
         env = self.env
         counter = self.engine.event_counter
-        schedule = self.schedule
-        choose, done, record = schedule.choose, schedule.done, self.tracer.record
+        policy = self.policy
+        take = policy.take
+        record = self.tracer.record
         index = self.index
+        numerics = {"F": self._forward, "B": self._backward, "U": self._update}
         while True:
-            if env.peek() == env.now and self._arrivals_pending():
+            now = env.now
+            if self._arrivals_pending(now) and env.peek() == now:
                 yield Settle(env)
                 counter[0] += 1
-            choice = choose(self)
+            choice = take()
             if choice is None:
-                if schedule.finished(self):
+                if policy.finished():
                     return
                 self._wake = env.event()
                 yield self._wake
@@ -101,60 +106,52 @@ class Accelerator:
                 self._wake = None
                 continue
             op, item = choice
-            start, version = env.now, self.version
+            version = self.version
             try:
-                cycles, result = self._execute(op, item)
+                cycles, result = numerics[op](item)
             except ConfigError as exc:  # inside a run only non-finite values reach a tile's checks
                 raise Diverged(item) from exc
             if cycles:
-                self.finishing_at = start + cycles
+                self.finishing_at = now + cycles
                 yield env.timeout(cycles)
                 counter[0] += 1
-            record(index, op, item, start, start + cycles, version)
-            done(self, op, item)
-            self._hand_off(op, item, result, version)
+            record((index, op, item, now, now + cycles, version))
+            # hand on: activations forward, errors back, the loss gradient to the own backward
+            if op == "F":
+                if self.next_link is None:
+                    self.ready_backward[item] = result
+                else:
+                    self.next_link.send(item, result, version)
+            elif op == "B":
+                if self.prev_link is not None:
+                    self.prev_link.send(item, result, version)
+            else:
+                self.version += 1
+                if index == 0:
+                    self.engine.samples_applied(result)
             self.finishing_at = -1
 
-    def _execute(self, op: str, item: int) -> tuple[int, object]:
-        """Numerics of one op now; returns (cycles, what to hand on when it completes).
-
-        Activations and errors are not scanned here: a non-finite value fails the finiteness
-        check of the tile that reads it next (a ``ConfigError``, turned into ``Diverged``),
-        and the last stage checks its loss.
-        """
-        stage = self.stage
-        if op == "F":
-            x = self.engine.inputs(item) if self.index == 0 else self.ready_forward.pop(item)
-            out, reports = stage.forward(item, x)
-            self.in_flight.add(item)
-            cycles = self.timing.forward(reports)
-            if stage.is_last:
-                loss, grad = loss_and_grad(stage.loss, out.astype(np.float64), self.engine.targets(item))
-                if not all_finite(loss):
-                    raise Diverged(item)
-                self.engine.record_loss(loss)
-                return cycles, grad
+    # ------------------------------------------------------------- numerics
+    # Each returns (cycles, what to hand on when the op completes). Activations and errors
+    # are not scanned here: a non-finite value fails the finiteness check of the tile that
+    # reads it next (a ``ConfigError``, turned into ``Diverged``); the last stage checks its loss.
+    def _forward(self, item: int) -> tuple[int, np.ndarray]:
+        x = self.engine.inputs(item) if self.index == 0 else self.ready_forward.pop(item)
+        out, reports = self.stage.forward(item, x)
+        cycles = self.timing.forward(reports)
+        if not self.stage.is_last:
             return cycles, out
-        if op == "B":
-            error, reports = stage.backward(item, self.ready_backward.pop(item))
-            self.in_flight.discard(item)
-            return self.timing.backward(reports), error
-        rows = stage.pending_rows  # U: apply the stored pairs
-        reports = stage.update(self.engine.lr)
-        return self.timing.update(reports), rows
+        loss, grad = loss_and_grad(self.stage.loss, out.astype(np.float64), self.engine.targets(item))
+        if not all_finite(loss):
+            raise Diverged(item)
+        self.engine.record_loss(loss)
+        return cycles, grad
 
-    def _hand_off(self, op: str, item: int, result, version: int) -> None:
-        """When an op completes: send activations on, errors back, the loss gradient to the
-        own backward (last stage); after an update, count the new weight version."""
-        if op == "F":
-            if self.stage.is_last:
-                self.deliver_backward(item, result)
-            else:
-                self.next_link.send(item, result, self.next_acc.deliver_forward, version)
-        elif op == "B":
-            if self.index > 0:
-                self.prev_link.send(item, result, self.prev_acc.deliver_backward, version)
-        else:
-            self.version += 1
-            if self.index == 0:
-                self.engine.samples_applied(result)
+    def _backward(self, item: int) -> tuple[int, np.ndarray]:
+        error, reports = self.stage.backward(item, self.ready_backward.pop(item))
+        return self.timing.backward(reports), error
+
+    def _update(self, item: int) -> tuple[int, int]:
+        """Apply the stored pairs; hands on how many samples they were."""
+        rows = self.stage.pending_rows
+        return self.timing.update(self.stage.update(self.engine.lr)), rows

@@ -106,6 +106,8 @@ class Engine:
     # ------------------------------------------------------------ evaluation
     def samples_applied(self, rows: int) -> None:
         self.samples += rows
+        if self.tracer.digest_due():
+            self.tracer.digest()
         if self.progress is not None:
             last = None if self._last_loss is None else float(np.mean(self._last_loss))
             self.progress(self.samples, self.env.now, last)
@@ -142,9 +144,11 @@ class Engine:
                                  self.config.pipeline.microbatches, self.n_items)
         accs = [Accelerator(env, stage, schedule, self.timing, self.tracer, self) for stage in self.stages]
         for a, b in zip(accs[:-1], accs[1:]):
-            a.next_acc, b.prev_acc = b, a
-            a.next_link = Link(env, a.index, "TF", self.timing.transfer, self.tracer, self.event_counter)
-            b.prev_link = Link(env, b.index, "TB", self.timing.transfer, self.tracer, self.event_counter)
+            a.next_link = Link(env, a, b, "TF", self.timing.transfer, self.tracer, self.event_counter)
+            b.prev_link = Link(env, b, a, "TB", self.timing.transfer, self.tracer, self.event_counter)
+        for acc in accs:
+            acc.inbound = tuple(link for a in accs for link in (a.next_link, a.prev_link)
+                                if link is not None and link.receiver is acc)
         self.accelerators = accs
         self.evaluate()
         for acc in accs:
@@ -160,6 +164,7 @@ class Engine:
             self.message = f"loss became non-finite at sample {self.diverged_at}"
         except TargetReached:
             self.message = "stopped at target"
+        self.tracer.digest()
         self.wall_run = time.perf_counter() - t0
         if self.status == "ok" and (not self.metrics or self.metrics[-1]["samples"] != self.samples):
             try:

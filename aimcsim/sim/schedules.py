@@ -1,9 +1,11 @@
 """Schedules: the rule by which an accelerator picks its next op among those whose inputs arrived.
 
-An accelerator exposes what it could do now (``ready_forward``: items whose activations
-arrived, or any next item for the first stage; ``ready_backward``: items whose error arrived;
-``in_flight``: items forwarded but not yet backwarded). A schedule answers ``choose(acc)``
-with ('F' | 'B' | 'U', item) or None (wait for the next arrival).
+A schedule gives each accelerator its own **policy**, which sees what the accelerator could
+do now (``ready_forward``: items whose activations arrived, any next item for the first
+stage; ``ready_backward``: items whose error arrived) and answers ``take()`` with
+('F' | 'B' | 'U', item), committing to it, or None (wait for the next arrival);
+``finished()`` says whether the stage has nothing left to do. A policy holds only its own
+stage's state, so one call decides each op.
 
 Synchronous schedules follow a fixed per-stage action order within a mini-batch and end it
 with one U that applies every stored (x, delta) pair (flush); the next mini-batch starts
@@ -52,10 +54,9 @@ class StaticSchedule:
         self.group = group
         self.n_items = n_items
         self._order = {"gpipe": gpipe_order, "1f1b": one_f_one_b_order, "sequential": sequential_order}[name]
-        self._plans: dict[int, Iterator[tuple[str, int]]] = {}
-        self._next: dict[int, tuple[str, int] | None] = {}
 
-    def _plan(self, stage: int) -> Iterator[tuple[str, int]]:
+    def plan(self, stage: int) -> Iterator[tuple[str, int]]:
+        """Stage ``stage``'s actions for the whole run, in order."""
         for start in range(0, self.n_items, self.group):
             m = min(self.group, self.n_items - start)
             for op, i in self._order(stage, self.stages, m):
@@ -63,28 +64,37 @@ class StaticSchedule:
             if self.name != "sequential":
                 yield "U", start + m - 1  # flush: apply the mini-batch's stored pairs
 
-    def peek(self, stage: int) -> tuple[str, int] | None:
-        if stage not in self._plans:
-            self._plans[stage] = self._plan(stage)
-            self._next[stage] = next(self._plans[stage], None)
-        return self._next[stage]
+    def policy(self, acc) -> StaticPolicy:
+        return StaticPolicy(acc, self.plan(acc.index))
 
-    def choose(self, acc) -> tuple[str, int] | None:
-        action = self.peek(acc.index)
+
+class StaticPolicy:
+    """One stage's walk through its fixed action list: the next action, once its input is there."""
+
+    __slots__ = ("_plan", "_next", "_first", "_ready_forward", "_ready_backward")
+
+    def __init__(self, acc, plan: Iterator[tuple[str, int]]) -> None:
+        self._plan = plan
+        self._next = next(plan, None)
+        self._first = acc.index == 0
+        self._ready_forward = acc.ready_forward
+        self._ready_backward = acc.ready_backward
+
+    def take(self) -> tuple[str, int] | None:
+        action = self._next
         if action is None:
             return None
         op, item = action
-        if op == "F" and not acc.forward_ready(item):
+        if op == "F":
+            if not (self._first or item in self._ready_forward):
+                return None
+        elif op == "B" and item not in self._ready_backward:
             return None
-        if op == "B" and item not in acc.ready_backward:
-            return None
+        self._next = next(self._plan, None)
         return action
 
-    def done(self, acc, op: str, item: int) -> None:
-        self._next[acc.index] = next(self._plans[acc.index], None)
-
-    def finished(self, acc) -> bool:
-        return self.peek(acc.index) is None
+    def finished(self) -> bool:
+        return self._next is None
 
 
 class AsyncSchedule:
@@ -95,31 +105,48 @@ class AsyncSchedule:
     def __init__(self, stages: int, n_items: int) -> None:
         self.stages = stages
         self.n_items = n_items
-        self._update_due: dict[int, int | None] = {}
-        self._next_forward: dict[int, int] = {}
 
-    def choose(self, acc) -> tuple[str, int] | None:
-        due = self._update_due.get(acc.index)
+    def policy(self, acc) -> AsyncPolicy:
+        return AsyncPolicy(acc, self.stages - acc.index, self.n_items)
+
+
+class AsyncPolicy:
+    """One stage's async rule: U right after its B; else the oldest ready B; else the next F
+    while fewer than ``limit`` micro-batches are in flight (forwarded, not yet backwarded)."""
+
+    __slots__ = ("_limit", "_n_items", "_first", "_ready_forward", "_ready_backward",
+                 "_next_forward", "_in_flight", "_update_due")
+
+    def __init__(self, acc, limit: int, n_items: int) -> None:
+        self._limit = limit
+        self._n_items = n_items
+        self._first = acc.index == 0
+        self._ready_forward = acc.ready_forward
+        self._ready_backward = acc.ready_backward
+        self._next_forward = 0
+        self._in_flight = 0
+        self._update_due: int | None = None
+
+    def take(self) -> tuple[str, int] | None:
+        due = self._update_due
         if due is not None:
+            self._update_due = None
             return "U", due
-        if acc.ready_backward:
-            return "B", min(acc.ready_backward)
-        item = self._next_forward.get(acc.index, 0)
-        if item < self.n_items and len(acc.in_flight) < self.stages - acc.index and acc.forward_ready(item):
+        if self._ready_backward:
+            item = min(self._ready_backward)
+            self._update_due = item
+            self._in_flight -= 1
+            return "B", item
+        item = self._next_forward
+        if (item < self._n_items and self._in_flight < self._limit
+                and (self._first or item in self._ready_forward)):
+            self._next_forward = item + 1
+            self._in_flight += 1
             return "F", item
         return None
 
-    def done(self, acc, op: str, item: int) -> None:
-        if op == "F":
-            self._next_forward[acc.index] = item + 1
-        elif op == "B":
-            self._update_due[acc.index] = item
-        else:
-            self._update_due[acc.index] = None
-
-    def finished(self, acc) -> bool:
-        return (self._next_forward.get(acc.index, 0) >= self.n_items and not acc.in_flight
-                and self._update_due.get(acc.index) is None)
+    def finished(self) -> bool:
+        return self._next_forward >= self._n_items and not self._in_flight and self._update_due is None
 
 
 def make_schedule(name: str, stages: int, microbatches: int, n_items: int):
