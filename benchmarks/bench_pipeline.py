@@ -1,6 +1,6 @@
 """Pipeline simulator benchmark (issue: the pipeline simulator).
 
-    python benchmarks/bench_pipeline.py [--samples 1000] [--width 256] [--layers 16] [--repeats 7]
+    python benchmarks/bench_pipeline.py [--samples 1000] [--width 256] [--layers 16] [--repeats 11]
 
 1. Overhead: an ``async`` run at K = 4 on 256-wide layers, against a plain loop that calls
    the same stage kernels (forward, backward, update of the same tiles) in the same order
@@ -71,7 +71,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=1000)
     parser.add_argument("--width", type=int, default=256)
     parser.add_argument("--layers", type=int, default=16)
-    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--repeats", type=int, default=11)
     args = parser.parse_args()
 
     # warm up the kernels (compilation is cached, but the first call still loads them)
