@@ -101,8 +101,7 @@ def simulate(config: Config | dict | str | os.PathLike, out: str | os.PathLike |
             directory.mkdir(parents=True, exist_ok=True)
             sink = tr.TraceSink(directory, cfg.timing_model().clock_ghz)
         engine = Engine(cfg, progress=progress, sink=sink)
-        engine.run()
-        engine.tracer.flush()
+        engine.run()  # ends with a last tracer digest: every row is written or in memory
         metrics = pd.DataFrame(engine.metrics, columns=METRIC_COLUMNS)
         summary = summarize(engine, time.perf_counter() - t0)
         if sink is None:

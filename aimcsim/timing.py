@@ -69,12 +69,10 @@ class TimingModel(BaseModel):
         return self._cycles(ns)
 
     def forward(self, reports: list[OpReport]) -> int:
-        fixed = self.forward_cycles
-        return fixed if fixed is not None else self.read_cycles(reports, None)
+        return self.read_cycles(reports, self.forward_cycles)
 
     def backward(self, reports: list[OpReport]) -> int:
-        fixed = self.backward_cycles
-        return fixed if fixed is not None else self.read_cycles(reports, None)
+        return self.read_cycles(reports, self.backward_cycles)
 
     def update(self, reports: list[OpReport]) -> int:
         """Cycles of a stage's U op: pulse slots and per-vector cost of each tile update."""

@@ -87,9 +87,6 @@ class Tracer:
             rows.clear()  # in place: ``record`` stays bound to this list
         self._digested = len(rows)
 
-    def flush(self) -> None:
-        self.digest()
-
     def utilization(self) -> list[float]:
         return [b / self.end if self.end else 0.0 for b in self.busy]
 

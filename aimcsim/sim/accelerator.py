@@ -59,11 +59,14 @@ class Accelerator:
     # ------------------------------------------------------------------ inputs
     def deliver_forward(self, item: int, activations: np.ndarray) -> None:
         self.ready_forward[item] = activations
-        if self._wake is not None and not self._wake.triggered:
-            self._wake.succeed()
+        self._poke()
 
     def deliver_backward(self, item: int, error: np.ndarray) -> None:
         self.ready_backward[item] = error
+        self._poke()
+
+    def _poke(self) -> None:
+        """Wake the process if it waits for an input."""
         if self._wake is not None and not self._wake.triggered:
             self._wake.succeed()
 

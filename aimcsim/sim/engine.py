@@ -146,9 +146,8 @@ class Engine:
         for a, b in zip(accs[:-1], accs[1:]):
             a.next_link = Link(env, a, b, "TF", self.timing.transfer, self.tracer, self.event_counter)
             b.prev_link = Link(env, b, a, "TB", self.timing.transfer, self.tracer, self.event_counter)
-        for acc in accs:
-            acc.inbound = tuple(link for a in accs for link in (a.next_link, a.prev_link)
-                                if link is not None and link.receiver is acc)
+            a.inbound += (b.prev_link,)
+            b.inbound += (a.next_link,)
         self.accelerators = accs
         self.evaluate()
         for acc in accs:
