@@ -21,6 +21,7 @@ import numpy as np
 from numba import njit
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
+from .aligned import aligned_zeros
 from .errors import ConfigError, did_you_mean, from_validation_error
 from .rng import next_normal, seed_key, stream
 
@@ -204,7 +205,7 @@ class DeviceArrays:
 def populate(device: BaseModel, shape: tuple[int, int], rng: np.random.Generator) -> DeviceArrays:
     """Draw each cross-point's parameters once (device-to-device variation), as aihwkit does."""
     out_size, in_size = shape
-    block = np.zeros((6, out_size, in_size), dtype=np.float32)
+    block = aligned_zeros((6, out_size, in_size), np.float32)
     shared = np.zeros(G_NODES + 2 * 64, dtype=np.float64)
     if isinstance(device, IdealDevice):
         block[P_WMAX] = np.inf

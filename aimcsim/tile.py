@@ -16,6 +16,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from . import kernels
+from .aligned import aligned_zeros
 from .devices import IDEAL, P_WMAX, P_WMIN, IdealDevice, parse_device, populate
 from .errors import ConfigError, parse_model
 from .params import IOParameters, UpdateParameters
@@ -89,7 +90,7 @@ class AnalogTile:
         self._read_state = np.array([stream(seed_key(self.seed, 0xF0), np.uint64(0))], dtype=np.uint64)
         self._update_key = seed_key(self.seed, 0xF1)
         self._update_calls = 0
-        self._weights = np.zeros((self.out_size, self.in_size), dtype=np.float32)
+        self._weights = aligned_zeros((self.out_size, self.in_size), np.float32)
         self._clip_to_bounds()
         self.last_report: OpReport | None = None
 
