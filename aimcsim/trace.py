@@ -69,16 +69,14 @@ class Tracer:
         for stage, op, item, start, stop, version in rows[self._digested:]:
             if stop > end:
                 end = stop
-            if op == "F":
+            if op in COMPUTE_OPS:
                 busy[stage] += stop - start
-                forward_version[(stage, item)] = version
-            elif op == "B":
-                busy[stage] += stop - start
-                gap = version - forward_version.pop((stage, item), version)
-                if gap > stale[stage]:
-                    stale[stage] = gap
-            elif op == "U":
-                busy[stage] += stop - start
+                if op == "F":
+                    forward_version[(stage, item)] = version
+                elif op == "B":
+                    gap = version - forward_version.pop((stage, item), version)
+                    if gap > stale[stage]:
+                        stale[stage] = gap
         self.end = end
         self.n_rows += len(rows) - self._digested
         if self.sink is not None:
