@@ -59,23 +59,29 @@ class TileGrid:
         return slice(self.row_edges[ri], self.row_edges[ri + 1])
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        out = np.zeros((x.shape[0], self.out_size), dtype=np.float32)
-        reports = []
-        for ri, row in enumerate(self.tiles):
-            for ci, tile in enumerate(row):
-                out[:, self._rows(ri)] += tile.forward(np.ascontiguousarray(x[:, self._cols(ci)]))
-                reports.append(tile.last_report)
-        self.last_report = combine_reports("F", reports, len(self.col_edges) - 1)
-        return out
+        return self._read(x, transposed=False)
 
     def backward(self, d: np.ndarray) -> np.ndarray:
-        out = np.zeros((d.shape[0], self.in_size), dtype=np.float32)
+        return self._read(d, transposed=True)
+
+    def _read(self, values: np.ndarray, transposed: bool) -> np.ndarray:
+        """Every tile reads its slice of ``values``; partial outputs of a split layer add up.
+
+        Forward: tile (ri, ci) reads input columns ci into output rows ri; transposed, the
+        other way round. Partial sums are counted along the dimension that is split.
+        """
+        out = np.zeros((values.shape[0], self.in_size if transposed else self.out_size), dtype=np.float32)
         reports = []
         for ri, row in enumerate(self.tiles):
             for ci, tile in enumerate(row):
-                out[:, self._cols(ci)] += tile.backward(np.ascontiguousarray(d[:, self._rows(ri)]))
+                if transposed:
+                    source, target, read = self._rows(ri), self._cols(ci), tile.backward
+                else:
+                    source, target, read = self._cols(ci), self._rows(ri), tile.forward
+                out[:, target] += read(np.ascontiguousarray(values[:, source]))
                 reports.append(tile.last_report)
-        self.last_report = combine_reports("B", reports, len(self.row_edges) - 1)
+        edges = self.row_edges if transposed else self.col_edges
+        self.last_report = combine_reports("B" if transposed else "F", reports, len(edges) - 1)
         return out
 
     def update(self, x: np.ndarray, d: np.ndarray, lr: float) -> None:
