@@ -1,13 +1,13 @@
 """An accelerator: a SimPy process that owns one stage's tiles and runs F, B and U one at a time.
 
-The process waits until its schedule names an op whose inputs have arrived, performs the
-op's numerics on its own tiles at the op's start (a forward reads whatever the crossbars
-hold at that moment), holds the accelerator for the op's cycles, and then hands the results
-on: activations to the next stage, errors to the previous one, the loss gradient to itself
-(last stage). Decisions at a clock cycle are taken after every arrival of that cycle
-(:class:`Settle`, yielded only while a neighbour's op or a transfer towards this
-accelerator still ends in the current cycle), so the event order, and with it the
-staleness, is that of hardware that samples its inputs once per cycle.
+The process decides its next op among those whose inputs have arrived, performs the op's
+numerics on its own tiles at the op's start (a forward reads whatever the crossbars hold at
+that moment), posts the results on at once with the cycle they arrive (activations to the
+next stage, errors to the previous one, the loss gradient to itself on the last stage; see
+:mod:`.link`) and holds the accelerator for the op's cycles. A decision at cycle t sees every
+input that arrived at or before t, like hardware that samples its inputs once per cycle, so
+the event order, and with it the staleness, does not depend on how SimPy orders the events
+of one cycle. A process with nothing to do waits for its next arrival (:class:`Wake`).
 """
 
 from __future__ import annotations
@@ -22,14 +22,18 @@ from ..network import Stage, loss_and_grad
 from .link import Link
 
 
-class Settle(Event):
-    """Fires at the current time after all other events of that time (lowest priority)."""
+class Wake(Event):
+    """Resumes a waiting accelerator at the cycle its next input arrives (:meth:`fire_at`)."""
 
     def __init__(self, env: simpy.Environment) -> None:
         super().__init__(env)
+        self.at: int | None = None  # the cycle it is scheduled for; None while unscheduled
+
+    def fire_at(self, cycle: int) -> None:
         self._ok = True
         self._value = None
-        env.schedule(self, priority=2)
+        self.at = cycle
+        self.env.schedule(self, delay=cycle - self.env.now)
 
 
 class Diverged(Exception):
@@ -53,39 +57,30 @@ class Accelerator:
         self.next_link: Link | None = None  # to stage k + 1 (activations)
         self.prev_link: Link | None = None  # to stage k - 1 (errors)
         self.inbound: tuple[Link, ...] = ()  # the links towards this stage
-        self.finishing_at = -1  # cycle at which the op in progress ends; -1 when none is
-        self._wake: Event | None = None
+        self._wake: Wake | None = None  # set while the process waits for an input
 
     # ------------------------------------------------------------------ inputs
-    def deliver_forward(self, item: int, activations: np.ndarray) -> None:
-        self.ready_forward[item] = activations
-        self._poke()
-
-    def deliver_backward(self, item: int, error: np.ndarray) -> None:
-        self.ready_backward[item] = error
-        self._poke()
-
-    def _poke(self) -> None:
-        """Wake the process if it waits for an input."""
-        if self._wake is not None and not self._wake.triggered:
-            self._wake.succeed()
-
-    def _arrivals_pending(self, now: int) -> bool:
-        """Whether an input may still arrive in this cycle: a neighbour's op or a transfer
-        towards this accelerator ends now (then decide after it)."""
-        for link in self.inbound:
-            if link.in_flight > 0 or link.sender.finishing_at == now:
-                return True
-        return False
+    def expect(self, arrival: int) -> None:
+        """An input will arrive at cycle ``arrival``: if the process waits, have it resume then."""
+        wake = self._wake
+        if wake is None:
+            return
+        if wake.at is None:
+            wake.fire_at(arrival)
+        elif arrival < wake.at:  # sooner than the arrival it waits for: move the waiter over
+            sooner = Wake(self.env)
+            sooner.callbacks, wake.callbacks = wake.callbacks, []
+            sooner.fire_at(arrival)
+            self._wake = sooner
 
     # ----------------------------------------------------------------- process
     def run(self):
-        """The process: decide, compute at the op's start, hold for its cycles, hand on.
+        """The process: take in arrivals, decide, compute and post at the op's start, hold.
 
         Kept lean (one policy call per decision, one numerics call per op, trace rows
-        appended by a C call): a pipeline runs millions of ops, and the kernels between them
-        leave the interpreter's caches cold, so every Python step here costs several times
-        what it costs in a micro-benchmark.
+        appended by a C call, no events for transfers): a pipeline runs millions of ops, and
+        the kernels between them leave the interpreter's caches cold, so every Python step
+        here costs several times what it costs in a micro-benchmark.
         """
         env = self.env
         counter = self.engine.event_counter
@@ -93,18 +88,22 @@ class Accelerator:
         take = policy.take
         record = self.tracer.record
         index = self.index
+        inbound = self.inbound
         numerics = {"F": self._forward, "B": self._backward, "U": self._update}
         while True:
             now = env.now
-            if self._arrivals_pending(now) and env.peek() == now:
-                yield Settle(env)
-                counter[0] += 1
+            for link in inbound:
+                if link.queue:
+                    link.collect(now)
             choice = take()
             if choice is None:
                 if policy.finished():
                     return
-                self._wake = env.event()
-                yield self._wake
+                wake = self._wake = Wake(env)
+                arrivals = [t for t in (link.next_arrival() for link in inbound) if t is not None]
+                if arrivals:
+                    wake.fire_at(min(arrivals))
+                yield wake
                 counter[0] += 1
                 self._wake = None
                 continue
@@ -114,25 +113,26 @@ class Accelerator:
                 cycles, result = numerics[op](item)
             except ConfigError as exc:  # inside a run only non-finite values reach a tile's checks
                 raise Diverged(item) from exc
-            if cycles:
-                self.finishing_at = now + cycles
-                yield env.timeout(cycles)
-                counter[0] += 1
-            record((index, op, item, now, now + cycles, version))
-            # hand on: activations forward, errors back, the loss gradient to the own backward
+            end = now + cycles
+            # post on: activations forward, errors back, the loss gradient to the own backward
+            transfer = None
             if op == "F":
                 if self.next_link is None:
                     self.ready_backward[item] = result
                 else:
-                    self.next_link.send(item, result, version)
-            elif op == "B":
-                if self.prev_link is not None:
-                    self.prev_link.send(item, result, version)
-            else:
+                    transfer = self.next_link.post(item, result, end, version)
+            elif op == "B" and self.prev_link is not None:
+                transfer = self.prev_link.post(item, result, end, version)
+            if cycles:
+                yield env.timeout(cycles)
+                counter[0] += 1
+            record((index, op, item, now, end, version))
+            if transfer is not None:
+                record(transfer)
+            if op == "U":
                 self.version += 1
                 if index == 0:
                     self.engine.samples_applied(result)
-            self.finishing_at = -1
 
     # ------------------------------------------------------------- numerics
     # Each returns (cycles, what to hand on when the op completes). Activations and errors

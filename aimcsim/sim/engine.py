@@ -144,8 +144,8 @@ class Engine:
                                  self.config.pipeline.microbatches, self.n_items)
         accs = [Accelerator(env, stage, schedule, self.timing, self.tracer, self) for stage in self.stages]
         for a, b in zip(accs[:-1], accs[1:]):
-            a.next_link = Link(env, a, b, "TF", self.timing.transfer, self.tracer, self.event_counter)
-            b.prev_link = Link(env, b, a, "TB", self.timing.transfer, self.tracer, self.event_counter)
+            a.next_link = Link(a, b, "TF", self.timing.transfer)
+            b.prev_link = Link(b, a, "TB", self.timing.transfer)
             a.inbound += (b.prev_link,)
             b.inbound += (a.next_link,)
         self.accelerators = accs

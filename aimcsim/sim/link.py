@@ -1,52 +1,61 @@
 """Links between neighbouring accelerators: activations go forward, errors go backward.
 
-A link direction carries one transfer at a time (a SimPy resource); a transfer of n values
-takes latency + n * bits_per_element / bandwidth cycles (``TimingModel.transfer``) and is
-traced as op 'TF' (activations) or 'TB' (errors) on the sending stage. A link whose every
-transfer takes zero cycles delivers at once, with no events.
+A link direction carries one transfer at a time, first come first served; a transfer of n
+values takes latency + n * bits_per_element / bandwidth cycles (``TimingModel.transfer``)
+and is traced as op 'TF' (activations) or 'TB' (errors) on the sending stage.
+
+Because a stage computes an op's result at the op's start and its ops run one at a time,
+the time a transfer arrives is known as soon as the op that produces it starts: it leaves
+when the op ends, or when the link has finished the transfers queued before it. The sender
+therefore posts the payload with its arrival cycle at once (:meth:`Link.post`), and the
+receiver takes in what has arrived whenever it decides (:meth:`Link.collect`). A transfer
+costs no simulation event, and a receiver deciding at cycle t sees exactly the inputs that
+arrived at or before t, whatever order SimPy processes the events of cycle t in.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 
 import numpy as np
-import simpy
 
 
 class Link:
     """One direction of the connection between two accelerators."""
 
-    def __init__(self, env: simpy.Environment, sender, receiver, op: str, cycles: Callable[[int], int],
-                 tracer, counter: list[int]) -> None:
-        self.env = env
+    def __init__(self, sender, receiver, op: str, cycles: Callable[[int], int]) -> None:
         self.sender = sender
         self.receiver = receiver
         self.op = op
         self.cycles = cycles
-        self.tracer = tracer
-        self.counter = counter
-        self.deliver = receiver.deliver_forward if op == "TF" else receiver.deliver_backward
-        self.channel = simpy.Resource(env, capacity=1)
-        self.in_flight = 0  # transfers sent and not yet delivered
+        self.ready = receiver.ready_forward if op == "TF" else receiver.ready_backward
+        self.queue: deque[tuple[int, int, np.ndarray]] = deque()  # (arrival cycle, item, payload)
+        self.busy_until = 0  # cycle at which the link finishes the transfers posted so far
         self.free = cycles(1) == 0 and cycles(2**40) == 0  # zero cycles for any size
 
-    def send(self, item: int, payload: np.ndarray, version: int) -> None:
-        duration = 0 if self.free else self.cycles(payload.size)
-        if duration == 0:  # deliver now, no events
-            now = self.env.now
-            self.tracer.record((self.sender.index, self.op, item, now, now, version))
-            self.deliver(item, payload)
-            return
-        self.in_flight += 1
-        self.env.process(self._transfer(item, payload, duration, version))
+    def post(self, item: int, payload: np.ndarray, leaves: int, version: int) -> tuple:
+        """Queue ``payload``, which leaves the sender at cycle ``leaves``; returns its trace row.
 
-    def _transfer(self, item, payload, duration, version):
-        with self.channel.request() as slot:
-            yield slot
-            start = self.env.now
-            yield self.env.timeout(duration)
-            self.counter[0] += 2
-        self.tracer.record((self.sender.index, self.op, item, start, self.env.now, version))
-        self.in_flight -= 1
-        self.deliver(item, payload)
+        Posts come in the order the sender's ops start, so arrival cycles never decrease
+        along the queue.
+        """
+        if self.free:
+            start = end = leaves
+        else:
+            start = max(leaves, self.busy_until)
+            end = self.busy_until = start + self.cycles(payload.size)
+        self.queue.append((end, item, payload))
+        self.receiver.expect(end)
+        return (self.sender.index, self.op, item, start, end, version)
+
+    def collect(self, now: int) -> None:
+        """Hand the receiver every payload that has arrived by cycle ``now``."""
+        queue, ready = self.queue, self.ready
+        while queue and queue[0][0] <= now:
+            _, item, payload = queue.popleft()
+            ready[item] = payload
+
+    def next_arrival(self) -> int | None:
+        """Arrival cycle of the oldest payload not yet collected, None when there is none."""
+        return self.queue[0][0] if self.queue else None
