@@ -57,12 +57,16 @@ class Accelerator:
         self.next_link: Link | None = None  # to stage k + 1 (activations)
         self.prev_link: Link | None = None  # to stage k - 1 (errors)
         self.inbound: tuple[Link, ...] = ()  # the links towards this stage
-        self._wake: Wake | None = None  # set while the process waits for an input
+        self.wake: Wake | None = None  # what the process waits on; None while it works
+        # fixed cycles per op (the ideal preset), or None: charged from the tiles' reports
+        self._forward_cycles = timing.forward_cycles
+        self._backward_cycles = timing.backward_cycles
+        self._update_cycles = timing.update_cycles
 
     # ------------------------------------------------------------------ inputs
     def expect(self, arrival: int) -> None:
         """An input will arrive at cycle ``arrival``: if the process waits, have it resume then."""
-        wake = self._wake
+        wake = self.wake
         if wake is None:
             return
         if wake.at is None:
@@ -71,7 +75,7 @@ class Accelerator:
             sooner = Wake(self.env)
             sooner.callbacks, wake.callbacks = wake.callbacks, []
             sooner.fire_at(arrival)
-            self._wake = sooner
+            self.wake = sooner
 
     # ----------------------------------------------------------------- process
     def run(self):
@@ -99,13 +103,13 @@ class Accelerator:
             if choice is None:
                 if policy.finished():
                     return
-                wake = self._wake = Wake(env)
+                wake = self.wake = Wake(env)
                 arrivals = [t for t in (link.next_arrival() for link in inbound) if t is not None]
                 if arrivals:
                     wake.fire_at(min(arrivals))
                 yield wake
                 counter[0] += 1
-                self._wake = None
+                self.wake = None
                 continue
             op, item = choice
             version = self.version
@@ -141,7 +145,9 @@ class Accelerator:
     def _forward(self, item: int) -> tuple[int, np.ndarray]:
         x = self.engine.inputs(item) if self.index == 0 else self.ready_forward.pop(item)
         out, reports = self.stage.forward(item, x)
-        cycles = self.timing.forward(reports)
+        cycles = self._forward_cycles
+        if cycles is None:
+            cycles = self.timing.forward(reports)
         if not self.stage.is_last:
             return cycles, out
         loss, grad = loss_and_grad(self.stage.loss, out.astype(np.float64), self.engine.targets(item))
@@ -152,9 +158,16 @@ class Accelerator:
 
     def _backward(self, item: int) -> tuple[int, np.ndarray]:
         error, reports = self.stage.backward(item, self.ready_backward.pop(item))
-        return self.timing.backward(reports), error
+        cycles = self._backward_cycles
+        if cycles is None:
+            cycles = self.timing.backward(reports)
+        return cycles, error
 
     def _update(self, item: int) -> tuple[int, int]:
         """Apply the stored pairs; hands on how many samples they were."""
         rows = self.stage.pending_rows
-        return self.timing.update(self.stage.update(self.engine.lr)), rows
+        reports = self.stage.update(self.engine.lr)
+        cycles = self._update_cycles
+        if cycles is None:
+            cycles = self.timing.update(reports)
+        return cycles, rows
