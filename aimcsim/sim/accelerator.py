@@ -65,7 +65,9 @@ class Accelerator:
 
     # ------------------------------------------------------------------ inputs
     def expect(self, arrival: int) -> None:
-        """An input will arrive at cycle ``arrival``: if the process waits, have it resume then."""
+        """An input will arrive at cycle ``arrival``: if the process waits, have it resume then.
+
+        Links call it only while ``wake`` is set (a check cheaper than the call)."""
         wake = self.wake
         if wake is None:
             return
@@ -139,9 +141,10 @@ class Accelerator:
                     self.engine.samples_applied(result)
 
     # ------------------------------------------------------------- numerics
-    # Each returns (cycles, what to hand on when the op completes). Activations and errors
-    # are not scanned here: a non-finite value fails the finiteness check of the tile that
-    # reads it next (a ``ConfigError``, turned into ``Diverged``); the last stage checks its loss.
+    # Each returns (cycles, what the op passes on: the payload to post, or the samples an
+    # update applied). Activations and errors are not scanned here: a non-finite value fails
+    # the finiteness check of the tile that reads it next (a ``ConfigError``, turned into
+    # ``Diverged``); the last stage checks its loss.
     def _forward(self, item: int) -> tuple[int, np.ndarray]:
         x = self.engine.inputs(item) if self.index == 0 else self.ready_forward.pop(item)
         out, reports = self.stage.forward(item, x)
