@@ -162,7 +162,8 @@ class Stage:
         self.is_last = is_last
         self.loss = loss
         self._contexts: dict[int, list[Cache]] = {}
-        self._pending: list[tuple[int, list[np.ndarray], list[np.ndarray]]] = []
+        self._pending: list[tuple[list[np.ndarray], list[np.ndarray]]] = []  # (xs, deltas) per backward
+        self.pending_rows = 0  # samples whose (x, delta) pairs wait for the next update
 
     def forward(self, item: int, x: np.ndarray) -> tuple[np.ndarray, list[OpReport]]:
         """Forward reads through the stage; keeps what ``backward`` of ``item`` needs."""
@@ -192,7 +193,8 @@ class Stage:
                 reports.append(block.grid.last_report)
             xs.append(x_rows)
             deltas.append(delta)
-        self._pending.append((grad_out.shape[0], xs[::-1], deltas[::-1]))
+        self._pending.append((xs[::-1], deltas[::-1]))
+        self.pending_rows += grad_out.shape[0]
         return g, reports
 
     def update(self, lr: float) -> list[OpReport]:
@@ -204,17 +206,13 @@ class Stage:
         samples = self.pending_rows
         reports = []
         for k, block in enumerate(self.layers):
-            xs = np.concatenate([p[1][k] for p in self._pending])
-            ds = np.concatenate([p[2][k] for p in self._pending])
+            xs = np.concatenate([p[0][k] for p in self._pending])
+            ds = np.concatenate([p[1][k] for p in self._pending])
             block.grid.update(xs, ds, lr / samples)
             reports.append(block.grid.last_report)
         self._pending.clear()
+        self.pending_rows = 0
         return reports
-
-    @property
-    def pending_rows(self) -> int:
-        """Samples whose (x, delta) pairs wait for the next update."""
-        return sum(p[0] for p in self._pending)
 
 
 class Network:
