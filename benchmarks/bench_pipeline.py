@@ -5,9 +5,9 @@
 1. Overhead: an ``async`` run at K = 4 on 256-wide layers, against a plain loop that calls
    the same stage kernels (forward, backward, update of the same tiles) in the same order
    (recorded from an untimed run of the same config; runs are deterministic) with no SimPy,
-   no links and no tracer. Both are
-   timed side by side, ``--repeats`` times each, and the medians and their ratio reported,
-   with the median and range of the per-repeat ratios (robust to the machine's load drifting).
+   no links and no tracer. Both are timed side by side, ``--repeats`` times each, and the
+   medians and their ratio reported, with the median and range of the per-repeat ratios
+   (robust to the machine's load drifting).
    Simulator time is the event loop's (``Engine.wall_run``), without the evaluations.
 2. Scaling: a fixed network of ``--layers`` layers split over K in {1, 2, 4, 8, 16}
    accelerators: wall time, SimPy events per second and simulated samples per second.
@@ -48,21 +48,19 @@ def execution_order(cfg: dict) -> list[tuple[int, str, int]]:
     of the ops that start in the same cycle.
     """
     order: list[tuple[int, str, int]] = []
-    originals = {name: getattr(network.Stage, name) for name in ("forward", "backward", "update")}
+    ops = {"forward": "F", "backward": "B", "update": "U"}
+    originals = {name: getattr(network.Stage, name) for name in ops}
 
-    def forward(stage, item, x):
-        order.append((stage.index, "F", item))
-        return originals["forward"](stage, item, x)
+    def recording(name: str):
+        method, op = originals[name], ops[name]
 
-    def backward(stage, item, grad):
-        order.append((stage.index, "B", item))
-        return originals["backward"](stage, item, grad)
+        def call(stage, *args):
+            order.append((stage.index, op, args[0] if op != "U" else -1))  # U's argument is lr
+            return method(stage, *args)
+        return call
 
-    def update(stage, lr):
-        order.append((stage.index, "U", -1))
-        return originals["update"](stage, lr)
-
-    network.Stage.forward, network.Stage.backward, network.Stage.update = forward, backward, update
+    for name in ops:
+        setattr(network.Stage, name, recording(name))
     try:
         simulated(cfg)
     finally:
