@@ -1,14 +1,19 @@
 """Pipeline simulator benchmark (issue: the pipeline simulator).
 
     python benchmarks/bench_pipeline.py [--samples 1000] [--width 256] [--layers 16] [--repeats 11]
+                                        [--processes 1]
 
 1. Overhead: an ``async`` run at K = 4 on 256-wide layers, against a plain loop that calls
    the same stage kernels (forward, backward, update of the same tiles) in the same order
    (recorded from an untimed run of the same config; runs are deterministic) with no SimPy,
    no links and no tracer. Both are timed side by side, ``--repeats`` times each, and the
-   medians and their ratio reported, with the median and range of the per-repeat ratios
-   (robust to the machine's load drifting).
+   medians and their ratio reported, with the median of the per-repeat ratios (robust to
+   the machine's load drifting) and its 95 % confidence interval.
    Simulator time is the event loop's (``Engine.wall_run``), without the evaluations.
+   On a noisy machine one process is not enough: the same code measures from about +8 %
+   to +24 % from one process to the next (memory layout, neighbours' load). With
+   ``--processes P`` the repeats run in P fresh processes, one after another, and the
+   per-repeat ratios are pooled.
 2. Scaling: a fixed network of ``--layers`` layers split over K in {1, 2, 4, 8, 16}
    accelerators: wall time, SimPy events per second and simulated samples per second.
 """
@@ -16,8 +21,11 @@
 from __future__ import annotations
 
 import argparse
+import math
+import multiprocessing
 import statistics
 import time
+from concurrent.futures import ProcessPoolExecutor
 
 import aimcsim
 from aimcsim import network
@@ -74,8 +82,7 @@ def plain_loop(cfg: dict, order: list[tuple[int, str, int]]) -> float:
     engine = Engine(aimcsim.load_config(cfg))
     stages = engine.stages
     lr = engine.lr
-    from aimcsim.network import loss_and_grad  # noqa: PLC0415
-
+    loss_and_grad = network.loss_and_grad
     acts, grads = {}, {}
     t0 = time.perf_counter()
     for stage_index, op, item in order:
@@ -96,32 +103,58 @@ def plain_loop(cfg: dict, order: list[tuple[int, str, int]]) -> float:
     return time.perf_counter() - t0
 
 
+def overhead_pairs(width: int, samples: int, repeats: int) -> list[tuple[float, float]]:
+    """(simulator, plain loop) wall times of ``repeats`` side-by-side runs in this process."""
+    simulated(config(width, 4, 4, 50))  # load the cached kernels
+    cfg = config(width, 4, 4, samples)
+    order = execution_order(cfg)
+    pairs = []
+    for _ in range(repeats):
+        wall, _ = simulated(cfg)
+        pairs.append((wall, plain_loop(cfg, order)))
+    return pairs
+
+
+def median_interval(n: int) -> tuple[int, int]:
+    """Ranks (0-based) of a distribution-free 95 % confidence interval for the median of n
+    values: the normal approximation of the binomial order statistics, clipped to the sample
+    (for a handful of values it is the range)."""
+    half_width = 1.96 * math.sqrt(n) / 2
+    return max(0, math.floor(n / 2 - half_width)), min(n - 1, math.ceil(n / 2 + half_width) - 1)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--samples", type=int, default=1000)
     parser.add_argument("--width", type=int, default=256)
     parser.add_argument("--layers", type=int, default=16)
-    parser.add_argument("--repeats", type=int, default=11)
+    parser.add_argument("--repeats", type=int, default=11, help="side-by-side repeats per process")
+    parser.add_argument("--processes", type=int, default=1, help="fresh processes to pool the repeats of")
     args = parser.parse_args()
+    for name in ("samples", "width", "layers", "repeats", "processes"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name}: must be at least 1, got {getattr(args, name)}")
 
-    # warm up the kernels (compilation is cached, but the first call still loads them)
-    simulated(config(args.width, 4, 4, 50))
-
-    cfg = config(args.width, 4, 4, args.samples)
-    order = execution_order(cfg)
-    sim_times, loop_times = [], []
-    for _ in range(args.repeats):
-        wall, _ = simulated(cfg)
-        sim_times.append(wall)
-        loop_times.append(plain_loop(cfg, order))
-    s, p = statistics.median(sim_times), statistics.median(loop_times)
-    pair_ratios = sorted(a / b for a, b in zip(sim_times, loop_times))
+    if args.processes == 1:
+        per_process = [overhead_pairs(args.width, args.samples, args.repeats)]
+    else:  # fresh interpreters, one at a time (two at once would share the two cores)
+        per_process = []
+        for _ in range(args.processes):
+            with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+                per_process.append(pool.submit(overhead_pairs, args.width, args.samples, args.repeats).result())
+    pairs = [pair for chunk in per_process for pair in chunk]
+    s, p = statistics.median(a for a, _ in pairs), statistics.median(b for _, b in pairs)
+    ratios = sorted(a / b for a, b in pairs)
+    lo, hi = median_interval(len(ratios))
     print(f"overhead, async K=4, 4 layers of width {args.width}, {args.samples} samples, "
-          f"median of {args.repeats}:")
-    print(f"  simulator {s:.3f} s   plain loop {p:.3f} s   overhead {100 * (s / p - 1):+.1f} %")
+          f"{args.repeats} repeats x {args.processes} process(es):")
+    print(f"  simulator {s:.3f} s   plain loop {p:.3f} s   overhead {100 * (s / p - 1):+.1f} % (ratio of medians)")
     print(f"  per repeat (simulator / the loop run right after it): median "
-          f"{100 * (statistics.median(pair_ratios) - 1):+.1f} %, range "
-          f"{100 * (pair_ratios[0] - 1):+.1f} % to {100 * (pair_ratios[-1] - 1):+.1f} %")
+          f"{100 * (statistics.median(ratios) - 1):+.1f} %, 95 % CI {100 * (ratios[lo] - 1):+.1f} % to "
+          f"{100 * (ratios[hi] - 1):+.1f} %, range {100 * (ratios[0] - 1):+.1f} % to {100 * (ratios[-1] - 1):+.1f} %")
+    if args.processes > 1:
+        medians = " ".join(f"{100 * (statistics.median(a / b for a, b in chunk) - 1):+.1f}" for chunk in per_process)
+        print(f"  per-process medians (%): {medians}")
 
     print(f"\nscaling, {args.layers} layers of width {args.width}, {args.samples} samples, async:")
     print(f"{'K':>4s}{'wall s':>10s}{'events':>10s}{'events/s':>12s}{'samples/s':>12s}{'cycles':>10s}")
