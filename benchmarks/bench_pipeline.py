@@ -10,8 +10,8 @@
    medians and their ratio reported, with the median of the per-repeat ratios (robust to
    the machine's load drifting) and its 95 % confidence interval.
    Simulator time is the event loop's (``Engine.wall_run``), without the evaluations.
-   On a noisy machine one process is not enough: the same code measures from about +8 %
-   to +24 % from one process to the next (memory layout, neighbours' load). With
+   On a noisy machine one process is not enough: the same code's median moves by several
+   points from one process to the next (+15 % to +22 % on the 2-core machine). With
    ``--processes P`` the repeats run in P fresh processes, one after another, and the
    per-repeat ratios are pooled.
 2. Scaling: a fixed network of ``--layers`` layers split over K in {1, 2, 4, 8, 16}
