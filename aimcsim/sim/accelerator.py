@@ -36,6 +36,22 @@ class Wake(Event):
         self.env.schedule(self, delay=cycle - self.env.now)
 
 
+class OpDone(Event):
+    """Resumes a working accelerator when its op ends; one per accelerator, rescheduled for
+    every op (:meth:`after`) instead of a new ``Timeout`` each time: a pipeline runs millions
+    of ops, and each allocation between kernels is a cache miss."""
+
+    def __init__(self, env: simpy.Environment) -> None:
+        super().__init__(env)
+        self._ok = True
+        self._value = None
+
+    def after(self, cycles: int) -> OpDone:
+        self.callbacks = []
+        self.env.schedule(self, delay=cycles)
+        return self
+
+
 class Diverged(Exception):
     """A non-finite loss or activation: the run stops with status 'diverged'."""
 
@@ -83,8 +99,9 @@ class Accelerator:
     def run(self):
         """The process: take in arrivals, decide, compute and post at the op's start, hold.
 
-        Kept lean (one policy call per decision, one numerics call per op, trace rows
-        appended by a C call, no events for transfers): a pipeline runs millions of ops, and
+        Kept lean (one policy call per decision, one numerics call per op, one reused event
+        per op and none for transfers, the clock tracked locally, trace rows appended by a C
+        call): a pipeline runs millions of ops, and
         the kernels between them leave the interpreter's caches cold, so every Python step
         here costs several times what it costs in a micro-benchmark.
         """
@@ -96,8 +113,9 @@ class Accelerator:
         index = self.index
         inbound = self.inbound
         numerics = {"F": self._forward, "B": self._backward, "U": self._update}
+        op_done = OpDone(env).after
+        now = env.now  # kept here: the process knows when it resumes
         while True:
-            now = env.now
             for link in inbound:
                 if link.queue:
                     link.collect(now)
@@ -112,6 +130,7 @@ class Accelerator:
                 yield wake
                 counter[0] += 1
                 self.wake = None
+                now = env.now
                 continue
             op, item = choice
             version = self.version
@@ -130,7 +149,7 @@ class Accelerator:
             elif op == "B" and self.prev_link is not None:
                 transfer = self.prev_link.post(item, result, end, version)
             if cycles:
-                yield env.timeout(cycles)
+                yield op_done(cycles)
                 counter[0] += 1
             record((index, op, item, now, end, version))
             if transfer is not None:
@@ -139,6 +158,7 @@ class Accelerator:
                 self.version += 1
                 if index == 0:
                     self.engine.samples_applied(result)
+            now = end
 
     # ------------------------------------------------------------- numerics
     # Each returns (cycles, what the op passes on: the payload to post, or the samples an
