@@ -1,21 +1,24 @@
 """Pipeline simulator benchmark (issue: the pipeline simulator).
 
-    python benchmarks/bench_pipeline.py [--samples 1000] [--width 256] [--layers 16] [--repeats 11]
-                                        [--processes 1]
+    python benchmarks/bench_pipeline.py [--samples 250] [--width 256] [--layers 16] [--repeats 21]
+                                        [--processes 3] [--scaling-samples 1000]
 
 1. Overhead: an ``async`` run at K = 4 on 256-wide layers, against a plain loop that calls
    the same stage kernels (forward, backward, update of the same tiles) in the same order
    (recorded from an untimed run of the same config; runs are deterministic) with no SimPy,
-   no links and no tracer. Both are timed side by side, ``--repeats`` times each, and the
-   medians and their ratio reported, with the median of the per-repeat ratios (robust to
-   the machine's load drifting) and its 95 % confidence interval.
-   Simulator time is the event loop's (``Engine.wall_run``), without the evaluations.
-   On a noisy machine one process is not enough: the same code's median moves by several
-   points from one process to the next (+15 % to +22 % on the 2-core machine). With
-   ``--processes P`` the repeats run in P fresh processes, one after another, and the
-   per-repeat ratios are pooled.
+   no links and no tracer. Simulator time is the event loop's (``Engine.wall_run``, the
+   trace digest included), without the evaluations.
+   The machine is shared and its speed drifts by tens of percent within seconds, so the
+   two are timed in quadruples, simulator - loop - loop - simulator (linear drift and
+   whichever ran just before cancel out), on short runs (``--samples``; a quadruple takes
+   about half a second), ``--repeats`` quadruples in each of ``--processes`` fresh
+   processes run one after another (the same code's median moves by a few points from
+   one process to the next). Reported: the median over all quadruples of simulator time
+   over loop time with its distribution-free 95 % confidence interval, the ratio of the
+   medians, and each process's median.
 2. Scaling: a fixed network of ``--layers`` layers split over K in {1, 2, 4, 8, 16}
-   accelerators: wall time, SimPy events per second and simulated samples per second.
+   accelerators, ``--scaling-samples`` samples: wall time, SimPy events per second and
+   simulated samples per second.
 """
 
 from __future__ import annotations
@@ -108,16 +111,19 @@ def warm_up(width: int) -> None:
     simulated(config(width, 4, 4, 50))
 
 
-def overhead_pairs(width: int, samples: int, repeats: int) -> list[tuple[float, float]]:
-    """(simulator, plain loop) wall times of ``repeats`` side-by-side runs in this process."""
+def overhead_quads(width: int, samples: int, repeats: int) -> list[tuple[float, float]]:
+    """(simulator, plain loop) wall times summed over each of ``repeats`` quadruples
+    simulator - loop - loop - simulator, in this process."""
     warm_up(width)
     cfg = config(width, 4, 4, samples)
     order = execution_order(cfg)
-    pairs = []
+    quads = []
     for _ in range(repeats):
-        wall, _ = simulated(cfg)
-        pairs.append((wall, plain_loop(cfg, order)))
-    return pairs
+        first, _ = simulated(cfg)
+        loops = plain_loop(cfg, order) + plain_loop(cfg, order)
+        last, _ = simulated(cfg)
+        quads.append((first + last, loops))
+    return quads
 
 
 def median_interval(n: int) -> tuple[int, int]:
@@ -130,45 +136,42 @@ def median_interval(n: int) -> tuple[int, int]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--samples", type=int, default=1000)
+    parser.add_argument("--samples", type=int, default=250, help="samples per overhead run")
     parser.add_argument("--width", type=int, default=256)
-    parser.add_argument("--layers", type=int, default=16)
-    parser.add_argument("--repeats", type=int, default=11, help="side-by-side repeats per process")
-    parser.add_argument("--processes", type=int, default=1, help="fresh processes to pool the repeats of")
+    parser.add_argument("--layers", type=int, default=16, help="layers of the scaling network")
+    parser.add_argument("--repeats", type=int, default=21, help="quadruples per process")
+    parser.add_argument("--processes", type=int, default=3, help="fresh processes to pool the quadruples of")
+    parser.add_argument("--scaling-samples", type=int, default=1000, help="samples per scaling run")
     args = parser.parse_args()
-    for name in ("samples", "width", "layers", "repeats", "processes"):
+    for name in ("samples", "width", "layers", "repeats", "processes", "scaling_samples"):
         if getattr(args, name) < 1:
-            parser.error(f"--{name}: must be at least 1, got {getattr(args, name)}")
+            parser.error(f"--{name.replace('_', '-')}: must be at least 1, got {getattr(args, name)}")
 
-    if args.processes == 1:
-        per_process = [overhead_pairs(args.width, args.samples, args.repeats)]
-    else:  # fresh interpreters, one at a time (two at once would share the two cores)
-        per_process = []
-        for _ in range(args.processes):
-            with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-                per_process.append(pool.submit(overhead_pairs, args.width, args.samples, args.repeats).result())
-    pairs = [pair for chunk in per_process for pair in chunk]
-    s, p = statistics.median(a for a, _ in pairs), statistics.median(b for _, b in pairs)
-    ratios = sorted(a / b for a, b in pairs)
+    per_process = []
+    for _ in range(args.processes):  # fresh interpreters, one at a time (two at once would share the two cores)
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            per_process.append(pool.submit(overhead_quads, args.width, args.samples, args.repeats).result())
+    quads = [quad for chunk in per_process for quad in chunk]
+    s, p = statistics.median(a for a, _ in quads), statistics.median(b for _, b in quads)
+    ratios = sorted(a / b for a, b in quads)
     lo, hi = median_interval(len(ratios))
-    print(f"overhead, async K=4, 4 layers of width {args.width}, {args.samples} samples, "
-          f"{args.repeats} repeats x {args.processes} process(es):")
-    print(f"  simulator {s:.3f} s   plain loop {p:.3f} s   overhead {100 * (s / p - 1):+.1f} % (ratio of medians)")
-    print(f"  per repeat (simulator / the loop run right after it): median "
-          f"{100 * (statistics.median(ratios) - 1):+.1f} %, 95 % CI {100 * (ratios[lo] - 1):+.1f} % to "
-          f"{100 * (ratios[hi] - 1):+.1f} %, range {100 * (ratios[0] - 1):+.1f} % to {100 * (ratios[-1] - 1):+.1f} %")
-    if args.processes > 1:
-        medians = " ".join(f"{100 * (statistics.median(a / b for a, b in chunk) - 1):+.1f}" for chunk in per_process)
-        print(f"  per-process medians (%): {medians}")
+    print(f"overhead, async K=4, 4 layers of width {args.width}, {args.samples} samples per run, "
+          f"{args.repeats} quadruples x {args.processes} process(es):")
+    print(f"  simulator / plain loop per quadruple: median {100 * (statistics.median(ratios) - 1):+.1f} %, "
+          f"95 % CI {100 * (ratios[lo] - 1):+.1f} % to {100 * (ratios[hi] - 1):+.1f} %, "
+          f"range {100 * (ratios[0] - 1):+.1f} % to {100 * (ratios[-1] - 1):+.1f} %")
+    print(f"  medians: simulator {s / 2:.3f} s, plain loop {p / 2:.3f} s per run: "
+          f"{100 * (s / p - 1):+.1f} % (ratio of medians)")
+    medians = " ".join(f"{100 * (statistics.median(a / b for a, b in chunk) - 1):+.1f}" for chunk in per_process)
+    print(f"  per-process medians (%): {medians}")
 
-    if args.processes > 1:  # the repeats ran in other processes: this one has not loaded the kernels
-        warm_up(args.width)
-    print(f"\nscaling, {args.layers} layers of width {args.width}, {args.samples} samples, async:")
+    warm_up(args.width)  # the quadruples ran in other processes: this one has not loaded the kernels
+    print(f"\nscaling, {args.layers} layers of width {args.width}, {args.scaling_samples} samples, async:")
     print(f"{'K':>4s}{'wall s':>10s}{'events':>10s}{'events/s':>12s}{'samples/s':>12s}{'cycles':>10s}")
     for k in (1, 2, 4, 8, 16):
         if k > args.layers:
             break
-        wall, engine = simulated(config(args.width, args.layers, k, args.samples))
+        wall, engine = simulated(config(args.width, args.layers, k, args.scaling_samples))
         ev = engine.event_counter[0]
         cycles = int(engine.tracer.frame()["end"].max())
         print(f"{k:4d}{wall:10.2f}{ev:10d}{ev / wall:12.0f}{engine.samples / wall:12.1f}{cycles:10d}")
