@@ -9,9 +9,9 @@
    no links and no tracer. Simulator time is the event loop's (``Engine.wall_run``, the
    trace digest included), without the evaluations.
    The machine is shared and its speed drifts by tens of percent within seconds, so the
-   two are timed in quadruples, simulator - loop - loop - simulator (linear drift and
-   whichever ran just before cancel out), on short runs (``--samples``; a quadruple takes
-   about half a second), ``--repeats`` quadruples in each of ``--processes`` fresh
+   two are timed in quadruples, simulator - loop - loop - simulator (linear drift cancels,
+   and each side runs both right after the other and right after itself), on short runs (``--samples``; a quadruple takes
+   under a second), ``--repeats`` quadruples in each of ``--processes`` fresh
    processes run one after another (the same code's median moves by a few points from
    one process to the next). Reported: the median over all quadruples of simulator time
    over loop time with its distribution-free 95 % confidence interval, the ratio of the
