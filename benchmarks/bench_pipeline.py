@@ -10,12 +10,12 @@
    trace digest included), without the evaluations.
    The machine is shared and its speed drifts by tens of percent within seconds, so the
    two are timed in quadruples, simulator - loop - loop - simulator (linear drift cancels,
-   and each side runs both right after the other and right after itself), on short runs (``--samples``; a quadruple takes
-   under a second), ``--repeats`` quadruples in each of ``--processes`` fresh
-   processes run one after another (the same code's median moves by a few points from
-   one process to the next). Reported: the median over all quadruples of simulator time
-   over loop time with its distribution-free 95 % confidence interval, the ratio of the
-   medians, and each process's median.
+   and each side runs both right after the other and right after itself), on short runs
+   (``--samples``; a quadruple takes under a second), ``--repeats`` quadruples in each of
+   ``--processes`` fresh processes run one after another (the same code's median moves by
+   a few points from one process to the next). Reported: the median over all quadruples
+   of simulator time over loop time with its distribution-free 95 % confidence interval,
+   the ratio of the medians, and each process's median.
 2. Scaling: a fixed network of ``--layers`` layers split over K in {1, 2, 4, 8, 16}
    accelerators, ``--scaling-samples`` samples: wall time, SimPy events per second and
    simulated samples per second.
