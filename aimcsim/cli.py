@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from .errors import ConfigError
+from .ops import busy_ops
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -195,7 +196,7 @@ def _plot_sweep(sweep_dir: Path, out: Path) -> int:
 
 def _window(trace) -> int:
     """About 40 ops of the busiest stage: enough to see the pattern, few enough to read."""
-    ops = trace[trace["op"].isin(["F", "B", "U"])]
+    ops = trace[trace["op"].isin(busy_ops())]
     if ops.empty:
         return 1
     first = ops[ops["stage"] == 0].sort_values("start")

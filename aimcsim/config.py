@@ -16,11 +16,11 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .devices import parse_device
-from .errors import ConfigError, from_validation_error, parse_model
-from .params import IOParameters, UpdateParameters
-from .timing import TimingModel
+from .errors import ConfigError, did_you_mean, from_validation_error, parse_model
+from .params import IOParameters, UpdateParameters, parse_backward_io
+from .sim.schedules import SCHEDULES
+from .cost import TimingModel, parse_timing
 
-SCHEDULES = ("sequential", "gpipe", "1f1b", "async")
 TARGET_METRICS = ("train_loss", "test_loss", "test_accuracy", "grad_norm_sq")
 
 
@@ -41,7 +41,7 @@ class DataConfig(_Section):
 
 
 class ModelConfig(_Section):
-    hidden: list[int] = Field(default_factory=lambda: [32], description="widths of the hidden layers")
+    hidden: list[int] = Field(default_factory=lambda: [32, 32], description="widths of the hidden layers")
     layers: list | None = Field(None, description="layer list (conv, pool, flatten, linear, activation); "
                                                   "replaces hidden/activation")
     tile_size: int = Field(512, ge=2, description="largest crossbar; bigger layers are split over several tiles")
@@ -63,11 +63,18 @@ class IOConfig(_Section):
 
 
 class PipelineConfig(_Section):
-    schedule: Literal["sequential", "gpipe", "1f1b", "async"] = "async"
+    schedule: str = Field("async", description="a registered schedule: " + ", ".join(SCHEDULES))
     stages: int = Field(3, ge=1, description="number of accelerators K")
     microbatches: int = Field(4, ge=1, description="micro-batches M per mini-batch (synchronous schedules)")
     microbatch_size: int = Field(1, ge=1, description="samples per micro-batch")
     partition: list[int] | str = Field("balanced", description="'balanced' or layers per stage, e.g. [1, 2]")
+
+    @field_validator("schedule")
+    @classmethod
+    def _schedule(cls, v: str) -> str:
+        if v not in SCHEDULES:
+            raise ValueError(f"unknown schedule {v!r}{did_you_mean(v, SCHEDULES)}; allowed: {', '.join(SCHEDULES)}")
+        return v
 
     @field_validator("partition")
     @classmethod
@@ -81,6 +88,14 @@ class TargetConfig(_Section):
     metric: Literal["train_loss", "test_loss", "test_accuracy", "grad_norm_sq"] = "train_loss"
     value: float = 0.3
 
+    @model_validator(mode="after")
+    def _in_range(self) -> "TargetConfig":
+        if self.metric == "test_accuracy" and not 0.0 <= self.value <= 1.0:
+            raise ValueError(f"value: a test_accuracy target is a fraction in [0, 1], got {self.value!r}")
+        if self.metric != "test_accuracy" and not self.value >= 0.0:
+            raise ValueError(f"value: a {self.metric} target must be >= 0 (it is met from below), got {self.value!r}")
+        return self
+
 
 class TrainConfig(_Section):
     lr: float = Field(0.05, gt=0)
@@ -88,6 +103,10 @@ class TrainConfig(_Section):
     eval_every: int = Field(500, ge=1, description="evaluate every this many samples")
     target: TargetConfig | None = Field(default_factory=TargetConfig)
     stop_at_target: bool = Field(False, description="end the run at the first evaluation meeting the target")
+    minibatch_reduction: Literal["mean", "sum"] = Field(
+        "mean", description="how a synchronous flush combines its M micro-batches: mean (mini-batch SGD, "
+                            "lr / M per micro-batch, as aihwkit) or sum (lr per micro-batch: every sample "
+                            "gets the step it gets under sequential and async)")
 
 
 class Config(_Section):
@@ -135,12 +154,10 @@ class Config(_Section):
         return parse_model(IOParameters, self.io.forward, "io.forward")
 
     def backward_io(self) -> IOParameters:
-        value = dict(self.io.backward)
-        value.setdefault("bound_management", "none")
-        return parse_model(IOParameters, value, "io.backward")
+        return parse_backward_io(self.io.backward, "io.backward")
 
     def timing_model(self) -> TimingModel:
-        return parse_model(TimingModel, self.timing, "timing")
+        return parse_timing(self.timing, "timing")
 
     def resolved(self) -> dict:
         """The fully resolved configuration (every default filled in) as plain data."""
@@ -149,7 +166,7 @@ class Config(_Section):
         out["update"] = self.update_params().model_dump(mode="json")
         out["io"] = {"forward": self.forward_io().model_dump(mode="json"),
                      "backward": self.backward_io().model_dump(mode="json")}
-        out["timing"] = self.timing_model().model_dump(mode="json")
+        out["timing"] = self.timing_model().applicable()
         if out.get("sweep") is None:
             out.pop("sweep", None)
         return out

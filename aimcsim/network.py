@@ -1,8 +1,9 @@
 """Networks of analog fully connected layers, their digital periphery, and stage partitions.
 
-A layer is one :class:`~aimcsim.tile.AnalogTile` holding [W | b] (the bias is the last
-column, driven by a constant input 1, as aihwkit's analog bias) followed by a digital
-activation; the last layer feeds the loss. Everything between tiles (activations, loss and
+A layer (a :class:`Block`) is one crossbar holding [W | b] (the bias is the last column,
+driven by a constant input 1, as aihwkit's analog bias; built by
+:func:`~aimcsim.crossbar.make_crossbar` from the device config) followed by a digital
+activation; the last layer feeds the loss (:class:`LossHead`). Everything between tiles (activations, loss and
 its gradient) runs in the accelerator's periphery, in float32.
 
 A :class:`Stage` is a contiguous run of layers with the per-item state the pipeline needs:
@@ -18,8 +19,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import ConfigError
-from .layers import Cache, TileGrid, col2im, im2col
-from .tile import OpReport
+from .kernels import all_finite
+from .crossbar import Crossbar, make_crossbar
+from .layers import Cache, col2im, im2col
+from .ops import OpReport
 
 ACTIVATIONS = ("sigmoid", "tanh", "relu")
 LOSSES = ("cross_entropy", "mse")
@@ -62,6 +65,28 @@ def loss_and_grad(name: str, outputs: np.ndarray, targets: np.ndarray) -> tuple[
     return 0.5 * np.sum(diff * diff, axis=1), diff.astype(np.float32)
 
 
+class LossHead:
+    """The loss at the end of the last stage: per-sample loss of a micro-batch and its gradient
+    with respect to the network outputs, against the targets of that micro-batch.
+
+    ``targets(item)`` is the connection to the data feed; ``last`` keeps the latest
+    micro-batch's per-sample losses (for progress output).
+    """
+
+    def __init__(self, name: str, targets) -> None:
+        self.name = name
+        self.targets = targets
+        self.last: np.ndarray | None = None
+
+    def __call__(self, item: int, outputs: np.ndarray) -> np.ndarray | None:
+        """The loss gradient for micro-batch ``item``, or None when the loss is not finite."""
+        loss, grad = loss_and_grad(self.name, outputs.astype(np.float64), self.targets(item))
+        if not all_finite(loss):
+            return None
+        self.last = loss
+        return grad
+
+
 def _with_bias(x: np.ndarray) -> np.ndarray:
     return np.concatenate([x, np.ones((x.shape[0], 1), dtype=np.float32)], axis=1)
 
@@ -74,7 +99,7 @@ class Block:
     analog tiles (training) and exact digital reads of their weights (evaluation).
     """
 
-    grid: TileGrid
+    grid: Crossbar                  # the layer's weights [W | b] on analog tiles
     kind: str                       # "dense" or "conv"
     activation: str                 # "linear" = none
     in_shape: tuple | None = None   # (channels, height, width) of a convolution's input
@@ -156,11 +181,10 @@ def _unpool(g: np.ndarray, kind: str, size: int, arg, shape) -> np.ndarray:
 class Stage:
     """Blocks ``first..last`` of a network, as placed on one accelerator."""
 
-    def __init__(self, index: int, blocks: list[Block], is_last: bool, loss: str) -> None:
+    def __init__(self, index: int, blocks: list[Block], is_last: bool) -> None:
         self.index = index
         self.layers = blocks
-        self.is_last = is_last
-        self.loss = loss
+        self.is_last = is_last  # its outputs feed the loss (the accelerator's LossHead)
         self._contexts: dict[int, list[Cache]] = {}
         self._pending: list[tuple[list[np.ndarray], list[np.ndarray]]] = []  # (xs, deltas) per backward
         self.pending_rows = 0  # samples whose (x, delta) pairs wait for the next update
@@ -197,13 +221,18 @@ class Stage:
         self.pending_rows += grad_out.shape[0]
         return g, reports
 
-    def update(self, lr: float) -> list[OpReport]:
+    def update(self, lr: float, reduction: str = "mean") -> list[OpReport]:
         """Apply every stored (x, delta) pair as sequential rank-one updates, in arrival order.
 
-        ``lr`` is divided by the number of samples applied, so one update step follows the
-        gradient of the mean loss over them (a convolution sums its patches per sample).
+        ``reduction`` says how the micro-batches held combine: ``mean`` divides ``lr`` by the
+        samples applied, so the step follows the gradient of the mean loss over all of them
+        (mini-batch SGD); ``sum`` divides it by the samples per micro-batch only, so every
+        micro-batch gets the step a lone micro-batch would (a convolution sums its patches
+        per sample either way). An update holding one micro-batch is the same under both.
         """
         samples = self.pending_rows
+        if reduction == "sum":
+            samples = samples / len(self._pending)
         reports = []
         for k, block in enumerate(self.layers):
             xs = np.concatenate([p[0][k] for p in self._pending])
@@ -225,8 +254,8 @@ class Network:
         init_rng = np.random.default_rng([seed, 0x1A])
         for k, spec in enumerate(specs):
             n_out, n_in = spec["out"], spec["in"]
-            grid = TileGrid(n_out, n_in + 1, tile_size, _layer_seed(seed, k), device=device, update=update,
-                            forward_io=forward_io, backward_io=backward_io)
+            grid = make_crossbar(n_out, n_in + 1, tile_size, _layer_seed(seed, k), device=device, update=update,
+                                 forward_io=forward_io, backward_io=backward_io)
             bound = init_scale / np.sqrt(n_in + 1)
             grid.set_weights(init_rng.uniform(-bound, bound, (n_out, n_in + 1)))
             self.layers.append(Block(grid, spec.get("kind", "dense"), spec["activation"],
@@ -248,7 +277,7 @@ class Network:
                               f"to the {self.n_layers} layers")
         stages, start = [], 0
         for k, count in enumerate(partition):
-            stages.append(Stage(k, self.layers[start:start + count], k == len(partition) - 1, self.loss))
+            stages.append(Stage(k, self.layers[start:start + count], k == len(partition) - 1))
             start += count
         return stages
 

@@ -14,6 +14,8 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from .errors import parse_model
+
 #: aihwkit IO settings that aimcsim does not model; accepted only at their neutral value.
 _UNMODELLED_IO = {
     "inp_asymmetry": 0.0, "out_asymmetry": 0.0, "w_noise": 0.0, "ir_drop": 0.0,
@@ -116,3 +118,20 @@ class UpdateParameters(BaseModel):
         if isinstance(values, dict) and isinstance(values.get("pulse_type"), str):
             values = {**values, "pulse_type": values["pulse_type"].lower()}
         return values
+
+
+def parse_backward_io(value: object, prefix: str = "io.backward") -> IOParameters:
+    """The backward read's IO parameters: aihwkit's, except that bound management defaults to
+    ``none`` (aihwkit's backward default) unless the caller set it, for a mapping and a typed
+    object alike. The one place that default is decided."""
+    if isinstance(value, BaseModel) and not isinstance(value, IOParameters):
+        value = value.model_dump()
+    if isinstance(value, IOParameters):
+        if "bound_management" in value.model_fields_set:
+            return value
+        return value.model_copy(update={"bound_management": "none"})
+    if value is None:
+        value = {}
+    if isinstance(value, dict) and "bound_management" not in value:
+        value = {**value, "bound_management": "none"}
+    return parse_model(IOParameters, value, prefix)

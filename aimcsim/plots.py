@@ -8,8 +8,7 @@ from __future__ import annotations
 import pandas as pd
 
 from .devices import plot_response  # noqa: F401 - re-exported: the device response plot
-
-OP_COLORS = {"F": "#4C72B0", "B": "#DD8452", "U": "#55A868", "TF": "#B0C4DE", "TB": "#F5CBA7"}
+from .ops import OPS
 
 
 def timeline(trace: pd.DataFrame, start: int = 0, end: int | None = None, ax=None, labels: bool = True):
@@ -26,11 +25,12 @@ def timeline(trace: pd.DataFrame, start: int = 0, end: int | None = None, ax=Non
     stages = int(trace["stage"].max()) + 1 if len(trace) else 1
     if ax is None:
         _, ax = plt.subplots(figsize=(12, 0.6 * stages + 1.2))
-    for op, color in OP_COLORS.items():
+    for op, kind in OPS.items():
         rows = window[window["op"] == op]
         if rows.empty:
             continue
-        transfer = op.startswith("T")
+        color = kind.color
+        transfer = not kind.busy
         height, offset = (0.15, 0.42) if transfer else (0.7, 0.0)
         y = rows["stage"].to_numpy() + offset
         ax.barh(y, (rows["end"] - rows["start"]).to_numpy(), left=rows["start"].to_numpy(), height=height,
@@ -44,7 +44,8 @@ def timeline(trace: pd.DataFrame, start: int = 0, end: int | None = None, ax=Non
     ax.set_ylim(stages - 0.5, -0.5)
     ax.set_yticks(range(stages), [f"acc {k}" for k in range(stages)])
     ax.set_xlabel("clock cycle")
-    ax.legend(handles=[Patch(color=c, label=n) for n, c in OP_COLORS.items()], ncol=5, fontsize=8,
+    ax.legend(handles=[Patch(color=kind.color, label=f"{code} {kind.name}") for code, kind in OPS.items()],
+              ncol=len(OPS), fontsize=8,
               loc="upper right", bbox_to_anchor=(1.0, 1.25), frameon=False)
     return ax
 

@@ -51,14 +51,15 @@ class Result:
 
 
 def summarize(engine: Engine, wall: float) -> dict:
+    """summary.json of a finished run: outcome, pipeline, samples and cycles, complexities, statistics."""
     cfg = engine.config
-    tracer = engine.tracer
+    tracer, control, evaluator = engine.tracer, engine.control, engine.evaluator
     cycles = tracer.end
     util = tracer.utilization()
-    last = engine.metrics[-1] if engine.metrics else {}
+    last = evaluator.metrics[-1] if evaluator.metrics else {}
     return {
-        "status": engine.status,
-        "message": engine.message,
+        "status": control.status,
+        "message": control.message,
         "schedule": cfg.pipeline.schedule,
         "stages": len(engine.stages),
         "partition": engine.partition,
@@ -72,12 +73,12 @@ def summarize(engine: Engine, wall: float) -> dict:
         "final_test_accuracy": last.get("test_accuracy"),
         "target_metric": cfg.train.target.metric if cfg.train.target else None,
         "target_value": cfg.train.target.value if cfg.train.target else None,
-        "sample_complexity": engine.sample_complexity,
-        "cycle_complexity": engine.cycle_complexity,
+        "sample_complexity": evaluator.sample_complexity,
+        "cycle_complexity": evaluator.cycle_complexity,
         "utilization": util,
         "bubble_fraction": tr.bubble_fraction(util),
         "staleness": list(tracer.max_staleness),
-        "diverged_at_sample": engine.diverged_at,
+        "diverged_at_sample": control.diverged_at,
         "trace_rows": tracer.n_rows,
         "events": engine.event_counter[0],
         "wall_seconds": wall,

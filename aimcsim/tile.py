@@ -10,36 +10,14 @@ timing model charges clock cycles from exactly these quantities.
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import numpy as np
-from pydantic import BaseModel
-
 from . import kernels
 from .aligned import aligned_zeros
 from .devices import IDEAL, P_WMAX, P_WMIN, IdealDevice, parse_device, populate
 from .errors import ConfigError, parse_model
-from .params import IOParameters, UpdateParameters
+from .ops import BACKWARD, FORWARD, UPDATE, OpReport
+from .params import IOParameters, UpdateParameters, parse_backward_io
 from .rng import seed_key, stream
-
-
-class OpReport(NamedTuple):
-    """What one tile operation did in hardware terms.
-
-    op: 'F', 'B' or 'U'; vectors: rows processed; passes: analog reads including repeats of
-    bound management (reads only); pulse_slots: sum over vectors of the realised BL;
-    max_bl: the longest pulse train; coincidences: device pulses fired (updates only);
-    partial_sums: vectors times the extra tiles whose outputs the periphery adds (split layers).
-    A named tuple: every tile operation makes one, so it must be cheap to build.
-    """
-
-    op: str
-    vectors: int
-    passes: int = 0
-    pulse_slots: int = 0
-    max_bl: int = 0
-    coincidences: int = 0
-    partial_sums: int = 0  # digital additions of partial outputs (a layer split over tiles)
 
 
 _FLOAT32 = np.dtype(np.float32)
@@ -78,10 +56,7 @@ class AnalogTile:
         self.device = parse_device(device, "device")
         self.update_params: UpdateParameters = parse_model(UpdateParameters, update, "update")
         self.forward_io: IOParameters = parse_model(IOParameters, forward_io, "io.forward")
-        if backward_io is None or (isinstance(backward_io, dict) and "bound_management" not in backward_io
-                                   and not isinstance(backward_io, BaseModel)):
-            backward_io = {"bound_management": "none", **(backward_io or {})}
-        self.backward_io: IOParameters = parse_model(IOParameters, backward_io, "io.backward")
+        self.backward_io: IOParameters = parse_backward_io(backward_io, "io.backward")
         self._fwd = self.forward_io.as_array()
         self._bwd = self.backward_io.as_array()
 
@@ -138,11 +113,11 @@ class AnalogTile:
 
     def forward(self, x: object) -> np.ndarray:
         """Forward read y = W x of one vector (in_size,) or a batch of rows (n, in_size)."""
-        return self._read(False, x, self._fwd, self.forward_io.perfect, self.in_size, "x", "F")
+        return self._read(False, x, self._fwd, self.forward_io.perfect, self.in_size, "x", FORWARD)
 
     def backward(self, d: object) -> np.ndarray:
         """Transposed read z = W^T d of one vector (out_size,) or a batch of rows (n, out_size)."""
-        return self._read(True, d, self._bwd, self.backward_io.perfect, self.out_size, "d", "B")
+        return self._read(True, d, self._bwd, self.backward_io.perfect, self.out_size, "d", BACKWARD)
 
     # ----------------------------------------------------------------- update
     def update(self, x: object, d: object, lr: float) -> None:
@@ -161,11 +136,11 @@ class AnalogTile:
         n = xs.shape[0]
         if up.pulse_type == "none" or isinstance(self.device, IdealDevice):
             kernels.float_update(self._weights, xs, ds, float(lr))
-            self.last_report = OpReport("U", n)
+            self.last_report = OpReport(UPDATE, n)
         elif up.pulse_type == "expected":
             kernels.expected_update(self._weights, pop.block, pop.model, pop.shared, xs, ds,
                                     float(lr), pop.dw_min)
-            self.last_report = OpReport("U", n)
+            self.last_report = OpReport(UPDATE, n)
         else:
             key = np.uint64(kernels.mix(np.uint64(self._update_key ^ np.uint64(self._update_calls))))
             self._update_calls += 1
@@ -174,7 +149,7 @@ class AnalogTile:
                 up.desired_bl, up.fixed_bl, up.update_bl_management,
                 up.update_management or up.update_bl_management, up.um_grad_scale,
                 up.pulse_type == "deterministic_implicit", key)
-            self.last_report = OpReport("U", n, pulse_slots=int(slots), max_bl=int(max_bl),
+            self.last_report = OpReport(UPDATE, n, pulse_slots=int(slots), max_bl=int(max_bl),
                                         coincidences=int(fired))
 
     def __repr__(self) -> str:

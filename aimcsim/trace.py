@@ -1,11 +1,12 @@
 """Clock-cycle tracer and what it measures.
 
-The tracer keeps one row per op and transfer: (stage, op, item, start, end, version), times
-in cycles, version = updates the stage's weights had received when the op started. Every
-pipeline statistic is computed from these rows alone, so a trace read back from disk gives
-the same numbers as the live run:
+The tracer keeps one :class:`TraceRow` per op and transfer: (stage, op, item, start, end,
+version), times in cycles, version = updates the stage's weights had received when the op
+started; the op codes and what they mean come from the op registry (:mod:`aimcsim.ops`).
+Every pipeline statistic is computed from these rows alone, so a trace read back from disk
+gives the same numbers as the live run:
 
-- utilization of a stage: its F, B and U cycles over the run's cycles (computation density);
+- utilization of a stage: the cycles of its busy ops (F, B, U) over the run's cycles;
 - bubble fraction: 1 - mean utilization;
 - staleness of an item at a stage: version at its B minus version at its F (no formula:
   it is whatever the event order produced);
@@ -15,13 +16,30 @@ the same numbers as the live run:
 from __future__ import annotations
 
 import json
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 
-COLUMNS = ["stage", "op", "item", "start", "end", "version"]
-COMPUTE_OPS = ("F", "B", "U")
-_NAMES = {"F": "forward", "B": "backward", "U": "update", "TF": "send activations", "TB": "send errors"}
+from .ops import BACKWARD, FORWARD, OPS, busy_ops
+
+
+class TraceRow(NamedTuple):
+    """One op or transfer as the trace records it (the columns of ``trace.csv``, in order).
+
+    Links, accelerators and the tracer all build and read this one type; a new column is one
+    new field here (with a default, so existing producers keep working).
+    """
+
+    stage: int
+    op: str      # an op code of the registry
+    item: int    # the micro-batch
+    start: int   # cycles
+    end: int
+    version: int  # updates the stage's weights had received when the op started
+
+
+COLUMNS = list(TraceRow._fields)
 
 
 def _thread_event(stage: int) -> dict:
@@ -29,7 +47,8 @@ def _thread_event(stage: int) -> dict:
 
 
 def _span_event(stage, op, item, start, end, version, us_per_cycle: float) -> dict:
-    return {"name": f"{op}{item}", "cat": _NAMES.get(op, op), "ph": "X", "pid": 0, "tid": int(stage),
+    kind = OPS.get(op)
+    return {"name": f"{op}{item}", "cat": kind.name if kind else op, "ph": "X", "pid": 0, "tid": int(stage),
             "ts": start * us_per_cycle, "dur": (end - start) * us_per_cycle,
             "args": {"item": int(item), "version": int(version)}}
 
@@ -50,14 +69,15 @@ class Tracer:
         self.stages = stages
         self.sink = sink
         self.chunk_rows = chunk_rows
-        self.rows: list[tuple[int, str, int, int, int, int]] = []
-        self.record = self.rows.append  # (stage, op, item, start, end, version)
+        self.rows: list[TraceRow] = []
+        self.record = self.rows.append
         self.busy = [0] * stages
         self.max_staleness = [0] * stages
         self.end = 0
         self.n_rows = 0
         self._digested = 0  # rows at the head of ``rows`` already folded in
         self._forward_version: dict[tuple[int, int], int] = {}
+        self._busy_ops = frozenset(busy_ops())
 
     def digest_due(self) -> bool:
         return len(self.rows) - self._digested >= self.chunk_rows
@@ -66,14 +86,15 @@ class Tracer:
         """Fold the new rows into the statistics; with a sink, write them out and drop them."""
         rows, busy, stale, forward_version = self.rows, self.busy, self.max_staleness, self._forward_version
         end = self.end
+        compute = self._busy_ops
         for stage, op, item, start, stop, version in rows[self._digested:]:
             if stop > end:
                 end = stop
-            if op in COMPUTE_OPS:
+            if op in compute:
                 busy[stage] += stop - start
-                if op == "F":
+                if op == FORWARD:
                     forward_version[(stage, item)] = version
-                elif op == "B":
+                elif op == BACKWARD:
                     gap = version - forward_version.pop((stage, item), version)
                     if gap > stale[stage]:
                         stale[stage] = gap
@@ -118,7 +139,7 @@ class TraceSink:
         self._stages: set[int] = set()
 
     def write(self, rows: list[tuple]) -> None:
-        self._csv.write("".join(f"{r[0]},{r[1]},{r[2]},{r[3]},{r[4]},{r[5]}\n" for r in rows))
+        self._csv.write("".join(",".join(map(str, r)) + "\n" for r in rows))
         events = []
         for row in rows:
             if row[0] not in self._stages:
@@ -150,9 +171,9 @@ def total_cycles(trace: pd.DataFrame) -> int:
 
 
 def utilization(trace: pd.DataFrame, stages: int, cycles: int | None = None) -> list[float]:
-    """Busy share of every stage: F + B + U cycles over the run's cycles."""
+    """Busy share of every stage: the cycles of its busy ops (F, B, U) over the run's cycles."""
     cycles = total_cycles(trace) if cycles is None else cycles
-    compute = trace[trace["op"].isin(COMPUTE_OPS)]
+    compute = trace[trace["op"].isin(busy_ops())]
     busy = (compute["end"] - compute["start"]).groupby(compute["stage"]).sum()
     return [float(busy.get(k, 0)) / cycles if cycles else 0.0 for k in range(stages)]
 
@@ -163,8 +184,8 @@ def bubble_fraction(util: list[float]) -> float:
 
 def staleness(trace: pd.DataFrame, stages: int) -> pd.DataFrame:
     """Per (stage, item): version at B minus version at F."""
-    f = trace[trace["op"] == "F"][["stage", "item", "version"]]
-    b = trace[trace["op"] == "B"][["stage", "item", "version"]]
+    f = trace[trace["op"] == FORWARD][["stage", "item", "version"]]
+    b = trace[trace["op"] == BACKWARD][["stage", "item", "version"]]
     m = f.merge(b, on=["stage", "item"], suffixes=("_f", "_b"))
     m["staleness"] = m["version_b"] - m["version_f"]
     return m[["stage", "item", "staleness"]]
@@ -177,13 +198,11 @@ def max_staleness(trace: pd.DataFrame, stages: int) -> list[int]:
 
 def action_strings(trace: pd.DataFrame) -> dict[int, list[str]]:
     """Per stage, its F and B ops in execution order as PyTorch pipelining actions (``2F0``)."""
-    ops = trace[trace["op"].isin(("F", "B"))].sort_values(["stage", "start", "end"], kind="stable")
+    ops = trace[trace["op"].isin((FORWARD, BACKWARD))].sort_values(["stage", "start", "end"], kind="stable")
     out: dict[int, list[str]] = {}
     for stage, op, item in zip(ops["stage"], ops["op"], ops["item"]):
         out.setdefault(int(stage), []).append(f"{stage}{op}{item}")
     return out
-
-
 
 
 def to_chrome_trace(trace: pd.DataFrame, clock_ghz: float = 1.0) -> dict:

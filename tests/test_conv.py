@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import aimcsim
-from aimcsim.layers import TileGrid
+from aimcsim.crossbar import TileGrid
 from aimcsim.network import Network
 
 EXACT = {"device": {"type": "ideal"}, "update": {"pulse_type": "none"},

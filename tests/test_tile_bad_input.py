@@ -72,4 +72,22 @@ def test_typed_parameter_objects_are_accepted():
     tile = AnalogTile(2, 3, device=SoftBoundsDevice(dw_min=0.01), update=UpdateParameters(desired_bl=7),
                       forward_io=IOParameters(perfect=True), backward_io=IOParameters(out_noise=0.0))
     assert tile.device.dw_min == 0.01 and tile.update_params.desired_bl == 7
-    assert tile.forward_io.perfect and tile.backward_io.bound_management == "iterative"
+    assert tile.forward_io.perfect and tile.backward_io.out_noise == 0.0
+
+
+@pytest.mark.parametrize("backward_io", [None, {}, {"out_noise": 0.0}, "typed"])
+def test_backward_bound_management_defaults_to_none_for_mappings_and_typed_objects(backward_io):
+    """aihwkit's backward read has no bound management unless asked for; the default is the
+    same whether the settings come as a mapping, a typed object, or not at all (a typed
+    object used to get the forward's 'iterative')."""
+    from aimcsim.config import load_config
+    from aimcsim.params import IOParameters
+
+    value = IOParameters(out_noise=0.0) if backward_io == "typed" else backward_io
+    assert AnalogTile(2, 3, backward_io=value).backward_io.bound_management == "none"
+    if backward_io != "typed":
+        io = {"backward": backward_io} if backward_io is not None else {}
+        assert load_config({"io": io}).backward_io().bound_management == "none"
+    explicit = IOParameters(bound_management="iterative")
+    assert AnalogTile(2, 3, backward_io=explicit).backward_io.bound_management == "iterative"
+    assert AnalogTile(2, 3, backward_io={"bound_management": "iterative"}).backward_io.bound_management == "iterative"

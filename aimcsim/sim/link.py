@@ -1,8 +1,9 @@
 """Links between neighbouring accelerators: activations go forward, errors go backward.
 
 A link direction carries one transfer at a time, first come first served; a transfer of n
-values takes latency + n * bits_per_element / bandwidth cycles (``TimingModel.transfer``)
-and is traced as op 'TF' (activations) or 'TB' (errors) on the sending stage.
+values takes what the cost model charges for it (latency + n * bits_per_element /
+bandwidth cycles) and is traced as op ``TF`` (activations) or ``TB`` (errors) on the
+sending stage.
 
 Because a stage computes an op's result at the op's start and its ops run one at a time,
 the time a transfer arrives is known as soon as the op that produces it starts: it leaves
@@ -16,25 +17,28 @@ arrived at or before t, whatever order SimPy processes the events of cycle t in.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
 
 import numpy as np
+
+from ..cost import CostModel
+from ..ops import SEND_ACTIVATIONS, LinkReport
+from ..trace import TraceRow
 
 
 class Link:
     """One direction of the connection between two accelerators."""
 
-    def __init__(self, sender, receiver, op: str, cycles: Callable[[int], int]) -> None:
+    def __init__(self, sender, receiver, op: str, cost: CostModel) -> None:
         self.sender = sender
         self.receiver = receiver
         self.op = op
-        self.cycles = cycles
-        self.ready = receiver.ready_forward if op == "TF" else receiver.ready_backward
+        self.cost = cost.cost
+        self.ready = receiver.ready_forward if op == SEND_ACTIVATIONS else receiver.ready_backward
         self.queue: deque[tuple[int, int, np.ndarray]] = deque()  # (arrival cycle, item, payload)
         self.busy_until = 0  # cycle at which the link finishes the transfers posted so far
-        self.free = cycles(1) == 0 and cycles(2**40) == 0  # zero cycles for any size
+        self.free = cost.link_is_free()  # zero cycles for any size
 
-    def post(self, item: int, payload: np.ndarray, leaves: int, version: int) -> tuple:
+    def post(self, item: int, payload: np.ndarray, leaves: int, version: int) -> TraceRow:
         """Queue ``payload``, which leaves the sender at cycle ``leaves``; returns its trace row.
 
         Posts come in the order the sender's ops start, so arrival cycles never decrease
@@ -44,11 +48,11 @@ class Link:
             start = end = leaves
         else:
             start = max(leaves, self.busy_until)
-            end = self.busy_until = start + self.cycles(payload.size)
+            end = self.busy_until = start + self.cost(self.op, (LinkReport(payload.size),))[0]
         self.queue.append((end, item, payload))
-        if self.receiver.wake is not None:
+        if self.receiver.waiting:
             self.receiver.expect(end)
-        return (self.sender.index, self.op, item, start, end, version)
+        return TraceRow(self.sender.index, self.op, item, start, end, version)
 
     def collect(self, now: int) -> None:
         """Hand the receiver every payload that has arrived by cycle ``now``."""

@@ -3,9 +3,10 @@
 A schedule gives each accelerator its own **policy**, which sees what the accelerator could
 do now (``ready_forward``: items whose activations arrived, any next item for the first
 stage; ``ready_backward``: items whose error arrived) and answers ``take()`` with
-('F' | 'B' | 'U', item), committing to it, or None (wait for the next arrival);
-``finished()`` says whether the stage has nothing left to do. A policy holds only its own
-stage's state, so one call decides each op.
+(op code, item), committing to it, or None (wait for the next arrival); ``finished()``
+says whether the stage has nothing left to do, and ``waiting_for()`` what it waits for (to
+name the stages of a deadlock). A policy holds only its own stage's state, so one call
+decides each op. Schedules are registered by name in :data:`SCHEDULES`.
 
 Synchronous schedules follow a fixed per-stage action order within a mini-batch and end it
 with one U that applies every stored (x, delta) pair (flush); the next mini-batch starts
@@ -15,54 +16,63 @@ micro-batches (0-indexed stage k) are in flight; U right after every B.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from ..ops import BACKWARD, FORWARD, UPDATE
+
+Action = tuple[str, int]  # (op code, item)
 
 
-def gpipe_order(stage: int, stages: int, m: int) -> list[tuple[str, int]]:
+def gpipe_order(stage: int, stages: int, m: int) -> list[Action]:
     """All forwards, then all backwards (PyTorch ScheduleGPipe)."""
-    return [("F", i) for i in range(m)] + [("B", i) for i in range(m)]
+    return [(FORWARD, i) for i in range(m)] + [(BACKWARD, i) for i in range(m)]
 
 
-def one_f_one_b_order(stage: int, stages: int, m: int) -> list[tuple[str, int]]:
+def one_f_one_b_order(stage: int, stages: int, m: int) -> list[Action]:
     """PipeDream-Flush as PyTorch Schedule1F1B: min(M, K - k) warm-up forwards, then B/F pairs."""
     warmup = min(m, stages - stage)
-    order = [("F", i) for i in range(warmup)]
+    order = [(FORWARD, i) for i in range(warmup)]
     f, b = warmup, 0
     while b < m:
-        order.append(("B", b))
+        order.append((BACKWARD, b))
         b += 1
         if f < m:
-            order.append(("F", f))
+            order.append((FORWARD, f))
             f += 1
     return order
 
 
-def sequential_order(stage: int, stages: int, m: int) -> list[tuple[str, int]]:
+def sequential_order(stage: int, stages: int, m: int) -> list[Action]:
     """One micro-batch at a time through every stage, updating after each backward."""
     order = []
     for i in range(m):
-        order += [("F", i), ("B", i), ("U", i)]
+        order += [(FORWARD, i), (BACKWARD, i), (UPDATE, i)]
     return order
 
 
-class StaticSchedule:
-    """A fixed per-stage action list per mini-batch of ``group`` micro-batches, repeated."""
+Order = Callable[[int, int, int], list[Action]]  # (stage, stages, micro-batches) -> actions
 
-    def __init__(self, name: str, stages: int, group: int, n_items: int) -> None:
-        self.name = name
+
+class StaticSchedule:
+    """A fixed per-stage action list per mini-batch of ``group`` micro-batches, repeated;
+    with ``flush``, each mini-batch ends with one U that applies its stored pairs."""
+
+    def __init__(self, order: Order, flush: bool, stages: int, group: int, n_items: int) -> None:
         self.stages = stages
         self.group = group
         self.n_items = n_items
-        self._order = {"gpipe": gpipe_order, "1f1b": one_f_one_b_order, "sequential": sequential_order}[name]
+        self._order = order
+        self._flush = flush
 
-    def plan(self, stage: int) -> Iterator[tuple[str, int]]:
+    def plan(self, stage: int) -> Iterator[Action]:
         """Stage ``stage``'s actions for the whole run, in order."""
         for start in range(0, self.n_items, self.group):
             m = min(self.group, self.n_items - start)
             for op, i in self._order(stage, self.stages, m):
                 yield op, start + i
-            if self.name != "sequential":
-                yield "U", start + m - 1  # flush: apply the mini-batch's stored pairs
+            if self._flush:
+                yield UPDATE, start + m - 1  # flush: apply the mini-batch's stored pairs
 
     def policy(self, acc) -> StaticPolicy:
         return StaticPolicy(acc, self.plan(acc.index))
@@ -73,22 +83,22 @@ class StaticPolicy:
 
     __slots__ = ("_plan", "_next", "_first", "_ready_forward", "_ready_backward")
 
-    def __init__(self, acc, plan: Iterator[tuple[str, int]]) -> None:
+    def __init__(self, acc, plan: Iterator[Action]) -> None:
         self._plan = plan
         self._next = next(plan, None)
         self._first = acc.index == 0
         self._ready_forward = acc.ready_forward
         self._ready_backward = acc.ready_backward
 
-    def take(self) -> tuple[str, int] | None:
+    def take(self) -> Action | None:
         action = self._next
         if action is None:
             return None
         op, item = action
-        if op == "F":
+        if op == FORWARD:
             if not (self._first or item in self._ready_forward):
                 return None
-        elif op == "B" and item not in self._ready_backward:
+        elif op == BACKWARD and item not in self._ready_backward:
             return None
         self._next = next(self._plan, None)
         return action
@@ -96,11 +106,13 @@ class StaticPolicy:
     def finished(self) -> bool:
         return self._next is None
 
+    def waiting_for(self) -> str:
+        """The next action of the list (``F3``), whose input has not arrived."""
+        return "nothing" if self._next is None else f"{self._next[0]}{self._next[1]}"
+
 
 class AsyncSchedule:
     """Asynchronous 1F1B without weight stashing (the paper's Analog-SGD-AP)."""
-
-    name = "async"
 
     def __init__(self, stages: int, n_items: int) -> None:
         self.stages = stages
@@ -127,29 +139,51 @@ class AsyncPolicy:
         self._in_flight = 0
         self._update_due: int | None = None
 
-    def take(self) -> tuple[str, int] | None:
+    def take(self) -> Action | None:
         due = self._update_due
         if due is not None:
             self._update_due = None
-            return "U", due
+            return UPDATE, due
         if self._ready_backward:
             item = min(self._ready_backward)
             self._update_due = item
             self._in_flight -= 1
-            return "B", item
+            return BACKWARD, item
         item = self._next_forward
         if (item < self._n_items and self._in_flight < self._limit
                 and (self._first or item in self._ready_forward)):
             self._next_forward = item + 1
             self._in_flight += 1
-            return "F", item
+            return FORWARD, item
         return None
 
     def finished(self) -> bool:
         return self._next_forward >= self._n_items and not self._in_flight and self._update_due is None
 
+    def waiting_for(self) -> str:
+        """The errors of its micro-batches in flight, or the next forward's activations."""
+        if self._in_flight:
+            return f"{BACKWARD} of {self._in_flight} micro-batch(es) in flight"
+        return f"{FORWARD}{self._next_forward}"
+
+
+@dataclass(frozen=True)
+class ScheduleKind:
+    """A registered schedule: how to build it and whether it flushes (synchronous mini-batches
+    of M micro-batches, each ending with one update per stage)."""
+
+    build: Callable[[int, int, int], object]  # (stages, microbatches, n_items) -> schedule
+    synchronous: bool
+
+
+SCHEDULES: dict[str, ScheduleKind] = {
+    "sequential": ScheduleKind(lambda k, m, n: StaticSchedule(sequential_order, False, k, m, n), False),
+    "gpipe": ScheduleKind(lambda k, m, n: StaticSchedule(gpipe_order, True, k, m, n), True),
+    "1f1b": ScheduleKind(lambda k, m, n: StaticSchedule(one_f_one_b_order, True, k, m, n), True),
+    "async": ScheduleKind(lambda k, m, n: AsyncSchedule(k, n), False),
+}
+
 
 def make_schedule(name: str, stages: int, microbatches: int, n_items: int):
-    if name == "async":
-        return AsyncSchedule(stages, n_items)
-    return StaticSchedule(name, stages, microbatches, n_items)
+    """The registered schedule ``name`` for ``stages`` stages and a run of ``n_items`` micro-batches."""
+    return SCHEDULES[name].build(stages, microbatches, n_items)

@@ -1,0 +1,177 @@
+"""The crossbar protocol, the factory that builds crossbars from a device config, and TileGrid.
+
+A **crossbar** is anything that holds weights and does the hardware's operations: a forward
+read, a transposed read, an in-place pulsed update, programming and reading back its
+weights, and a report of what each operation did (``last_report``, an
+:class:`~aimcsim.ops.OpReport` that the cost model prices). :class:`Crossbar` states that
+interface; :class:`~aimcsim.tile.AnalogTile` (one array) and :class:`TileGrid` (a layer split
+over several tiles) implement it, and so will two-array compound tiles.
+
+Layers never name a tile class: they call :func:`make_crossbar`, which builds a
+:class:`TileGrid` whose tiles come from :data:`TILE_KINDS`, a registry keyed by the device
+config's ``type``. A new kind of crossbar is one class plus one :func:`register_tile_kind`
+call; split layers, convolutions and every schedule then take it unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from .devices import DEVICE_TYPES, parse_device
+from .errors import ConfigError
+from .ops import BACKWARD, FORWARD, UPDATE, OpReport
+from .rng import seed_key
+from .tile import AnalogTile
+
+
+@runtime_checkable
+class Crossbar(Protocol):
+    """What the rest of the simulator may do with weights held in analog arrays.
+
+    Vectors come as one row or a batch of rows; ``update`` follows aihwkit's sign,
+    E[dW] = -lr d x^T, rows applied in order. Every operation leaves ``last_report``.
+    """
+
+    out_size: int
+    in_size: int
+    last_report: OpReport | None
+
+    def forward(self, x: np.ndarray) -> np.ndarray: ...
+
+    def backward(self, d: np.ndarray) -> np.ndarray: ...
+
+    def update(self, x: np.ndarray, d: np.ndarray, lr: float) -> None: ...
+
+    def get_weights(self) -> np.ndarray: ...
+
+    def set_weights(self, weights: np.ndarray) -> None: ...
+
+
+TileFactory = Callable[..., Crossbar]
+#: device ``type`` -> the class (or factory) of one tile with that device:
+#: called as ``factory(out_size, in_size, device=..., update=..., forward_io=..., backward_io=..., seed=...)``.
+TILE_KINDS: dict[str, TileFactory] = {}
+
+
+def register_tile_kind(device_types: Iterable[str], factory: TileFactory) -> None:
+    """Make ``factory`` build the tiles of every device type in ``device_types``."""
+    for kind in device_types:
+        TILE_KINDS[kind] = factory
+
+
+register_tile_kind(DEVICE_TYPES, AnalogTile)
+
+
+def make_tile(out_size: int, in_size: int, device: object = None, seed: int = 0, **params) -> Crossbar:
+    """One tile of the kind the device config names (``device.type``)."""
+    device = parse_device(device, "device")
+    factory = TILE_KINDS.get(device.type)
+    if factory is None:
+        raise ConfigError(f"device.type: no crossbar kind is registered for {device.type!r}; "
+                          f"registered: {', '.join(sorted(TILE_KINDS))}")
+    return factory(out_size, in_size, device=device, seed=seed, **params)
+
+
+def make_crossbar(out_size: int, in_size: int, tile_size: int, seed: int, **params) -> TileGrid:
+    """The crossbar of one layer: a grid of tiles of at most ``tile_size`` square, built by
+    :func:`make_tile` from ``params`` (device, update, forward_io, backward_io)."""
+    return TileGrid(out_size, in_size, tile_size, seed, **params)
+
+
+def tile_seed(layer_seed: int, row: int, col: int, single: bool) -> int:
+    """The seed of tile (row, col) of a layer: the layer's own for an unsplit layer, else a
+    63-bit hash of (layer seed, row, col), so no two tiles of any grid share random streams."""
+    if single:
+        return int(layer_seed)
+    return int(seed_key(layer_seed, 0x711E, row, col)) >> 1
+
+
+def combine_reports(op: str, reports: list[OpReport], blocks_summed: int = 1) -> OpReport:
+    """One layer op from its tiles' reports: tiles work in parallel, so the slowest counts.
+
+    ``blocks_summed`` tiles contribute to each output, so the periphery adds
+    ``blocks_summed - 1`` partial outputs per vector.
+    """
+    vectors = max(r.vectors for r in reports)
+    return OpReport(op, vectors, passes=max(r.passes for r in reports),
+                    pulse_slots=max(r.pulse_slots for r in reports), max_bl=max(r.max_bl for r in reports),
+                    coincidences=sum(r.coincidences for r in reports),
+                    partial_sums=vectors * (blocks_summed - 1))
+
+
+class TileGrid:
+    """A weight matrix (out x in) on ceil(out/T) x ceil(in/T) tiles of at most T x T.
+
+    Tile (r, c) holds rows r*T.. and columns c*T.. (aihwkit's mapping); a read drives every
+    tile at once and the periphery adds the column blocks' partial outputs.
+    """
+
+    def __init__(self, out_size: int, in_size: int, tile_size: int, seed: int, **tile_params) -> None:
+        self.out_size, self.in_size, self.tile_size = out_size, in_size, tile_size
+        self.row_edges = list(range(0, out_size, tile_size)) + [out_size]
+        self.col_edges = list(range(0, in_size, tile_size)) + [in_size]
+        single = len(self.row_edges) == 2 and len(self.col_edges) == 2
+        self.tiles = [[make_tile(r1 - r0, c1 - c0, seed=tile_seed(seed, ri, ci, single), **tile_params)
+                       for ci, (c0, c1) in enumerate(zip(self.col_edges[:-1], self.col_edges[1:]))]
+                      for ri, (r0, r1) in enumerate(zip(self.row_edges[:-1], self.row_edges[1:]))]
+        self.last_report: OpReport | None = None
+
+    @property
+    def n_tiles(self) -> int:
+        return sum(len(row) for row in self.tiles)
+
+    def _cols(self, ci: int) -> slice:
+        return slice(self.col_edges[ci], self.col_edges[ci + 1])
+
+    def _rows(self, ri: int) -> slice:
+        return slice(self.row_edges[ri], self.row_edges[ri + 1])
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """y = W x for a batch of rows (n, in_size)."""
+        return self._read(x, transposed=False)
+
+    def backward(self, d: np.ndarray) -> np.ndarray:
+        """z = W^T d for a batch of rows (n, out_size)."""
+        return self._read(d, transposed=True)
+
+    def _read(self, values: np.ndarray, transposed: bool) -> np.ndarray:
+        """Every tile reads its slice of ``values``; partial outputs of a split layer add up.
+
+        Forward: tile (ri, ci) reads input columns ci into output rows ri; transposed, the
+        other way round. Partial sums are counted along the dimension that is split.
+        """
+        out = np.zeros((values.shape[0], self.in_size if transposed else self.out_size), dtype=np.float32)
+        reports = []
+        for ri, row in enumerate(self.tiles):
+            for ci, tile in enumerate(row):
+                if transposed:
+                    source, target, read = self._rows(ri), self._cols(ci), tile.backward
+                else:
+                    source, target, read = self._cols(ci), self._rows(ri), tile.forward
+                out[:, target] += read(np.ascontiguousarray(values[:, source]))
+                reports.append(tile.last_report)
+        edges = self.row_edges if transposed else self.col_edges
+        self.last_report = combine_reports(BACKWARD if transposed else FORWARD, reports, len(edges) - 1)
+        return out
+
+    def update(self, x: np.ndarray, d: np.ndarray, lr: float) -> None:
+        """Each tile applies its block of the rank-one updates of the rows (x, d)."""
+        reports = []
+        for ri, row in enumerate(self.tiles):
+            for ci, tile in enumerate(row):
+                tile.update(np.ascontiguousarray(x[:, self._cols(ci)]), np.ascontiguousarray(d[:, self._rows(ri)]), lr)
+                reports.append(tile.last_report)
+        self.last_report = combine_reports(UPDATE, reports)
+
+    def get_weights(self) -> np.ndarray:
+        """The whole (out_size, in_size) matrix, assembled from the tiles."""
+        return np.block([[t.get_weights() for t in row] for row in self.tiles])
+
+    def set_weights(self, w: np.ndarray) -> None:
+        """Program every tile with its block of ``w`` (clipped to each device's bounds)."""
+        for ri, row in enumerate(self.tiles):
+            for ci, tile in enumerate(row):
+                tile.set_weights(w[self._rows(ri), self._cols(ci)])

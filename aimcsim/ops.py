@@ -1,0 +1,82 @@
+"""Op kinds as data: every operation an accelerator or a link performs, in one registry.
+
+An op kind is a trace code (``F``), a readable name, whether it occupies its accelerator
+(``busy``: counted in utilization), the cost rule that prices it (``charge``: a read, an
+update or a link transfer; see :mod:`aimcsim.cost`) and the color the timeline draws it in.
+Schedules, accelerators, links, the tracer, the cost model and the plots all read this
+table instead of spelling op names, so a new op (a compound tile's transfer, an
+input-gradient-only backward) is one :func:`register` call plus the component that
+performs it.
+
+Each op's hardware work is described by reports: :class:`OpReport` for what a crossbar did
+(vectors, bound-management passes, pulse slots, coincidences), :class:`LinkReport` for what a
+link moved. The cost model turns reports into cycles and energy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, NamedTuple
+
+Charge = Literal["read", "update", "link"]
+
+
+@dataclass(frozen=True)
+class OpKind:
+    """One kind of op: its trace code, what it is, whether it occupies its accelerator, how
+    it is charged and how it is drawn."""
+
+    code: str        # the trace's op column, e.g. "F"
+    name: str        # e.g. "forward"
+    busy: bool       # occupies its accelerator (utilization); link transfers do not
+    charge: Charge   # the cost rule that prices it (aimcsim.cost)
+    color: str       # timeline color
+    fixed_key: str | None = None  # timing key of a fixed per-op cost (e.g. "forward_cycles"), if any
+
+
+OPS: dict[str, OpKind] = {}
+
+
+def register(kind: OpKind) -> str:
+    """Add an op kind to the registry (codes are unique); returns its code."""
+    if kind.code in OPS:
+        raise ValueError(f"op kind {kind.code!r} is already registered")
+    OPS[kind.code] = kind
+    return kind.code
+
+
+FORWARD = register(OpKind("F", "forward", True, "read", "#4C72B0", "forward_cycles"))
+BACKWARD = register(OpKind("B", "backward", True, "read", "#DD8452", "backward_cycles"))
+UPDATE = register(OpKind("U", "update", True, "update", "#55A868", "update_cycles"))
+SEND_ACTIVATIONS = register(OpKind("TF", "send activations", False, "link", "#B0C4DE"))
+SEND_ERRORS = register(OpKind("TB", "send errors", False, "link", "#F5CBA7"))
+
+
+def busy_ops() -> tuple[str, ...]:
+    """Codes of the ops that occupy an accelerator (its utilization counts them)."""
+    return tuple(code for code, kind in OPS.items() if kind.busy)
+
+
+class OpReport(NamedTuple):
+    """What one crossbar operation did in hardware terms.
+
+    op: the op code; vectors: rows processed; passes: analog reads including repeats of
+    bound management (reads only); pulse_slots: sum over vectors of the realised BL;
+    max_bl: the longest pulse train; coincidences: device pulses fired (updates only);
+    partial_sums: vectors times the extra tiles whose outputs the periphery adds (split layers).
+    A named tuple: every tile operation makes one, so it must be cheap to build.
+    """
+
+    op: str
+    vectors: int
+    passes: int = 0
+    pulse_slots: int = 0
+    max_bl: int = 0
+    coincidences: int = 0
+    partial_sums: int = 0  # digital additions of partial outputs (a layer split over tiles)
+
+
+class LinkReport(NamedTuple):
+    """What one link transfer moved: ``elements`` activations or errors."""
+
+    elements: int

@@ -1,0 +1,57 @@
+"""How a run is steered and observed without anyone calling back into the engine.
+
+:class:`RunControl` is the one place a run's outcome is decided: an accelerator that meets
+a non-finite value, or the evaluator that sees the target met (``stop_at_target``) or a
+non-finite loss, asks it to stop; the engine's event loop checks it between SimPy steps and
+ends the run there. The first request wins. :class:`SampleProbe` is the connection from the
+first stage to whoever wants to know that samples have been applied (the evaluator, the
+progress bar, the tracer's streaming): the accelerator publishes, subscribers observe, and
+they run outside simulated time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+
+class RunControl:
+    """A run's status and message, and whether it should stop now."""
+
+    def __init__(self, microbatch_size: int) -> None:
+        self.microbatch_size = microbatch_size
+        self.status = "ok"
+        self.message = ""
+        self.stopped = False
+        self.diverged_at: int | None = None  # the sample at which values became non-finite
+
+    def stop(self, status: str, message: str) -> None:
+        """End the run after the current SimPy step with ``status`` (the first request wins)."""
+        if not self.stopped:
+            self.stopped = True
+            self.status = status
+            self.message = message
+
+    def diverged(self, item: int | None = None, samples: int | None = None) -> None:
+        """Values became non-finite in micro-batch ``item`` (or at evaluation after ``samples``)."""
+        if self.stopped:
+            return
+        at = item * self.microbatch_size if item is not None else samples
+        self.diverged_at = at
+        self.stop("diverged", f"loss became non-finite at sample {at}")
+
+
+class SampleProbe:
+    """Applied samples, published by the first stage's updates, heard by every subscriber."""
+
+    def __init__(self) -> None:
+        self.samples = 0
+        self._listeners: list[Callable[[int, int], None]] = []
+
+    def subscribe(self, listener: Callable[[int, int], None]) -> None:
+        """Call ``listener(samples so far, cycle)`` after every applied update."""
+        self._listeners.append(listener)
+
+    def publish(self, rows: int, cycle: int) -> None:
+        self.samples += rows
+        for listener in self._listeners:
+            listener(self.samples, cycle)
