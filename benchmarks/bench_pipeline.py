@@ -84,17 +84,19 @@ def plain_loop(cfg: dict, order: list[tuple[int, str, int]]) -> float:
     """The same kernels in the same order, called directly."""
     engine = Engine(aimcsim.load_config(cfg))
     stages = engine.stages
-    lr = engine.lr
+    lr = engine.config.train.lr
+    feed = engine.feed
+    loss = engine.config.model.loss
     loss_and_grad = network.loss_and_grad
     acts, grads = {}, {}
     t0 = time.perf_counter()
     for stage_index, op, item in order:
         stage = stages[stage_index]
         if op == "F":
-            x = engine.inputs(item) if stage_index == 0 else acts.pop((stage_index, item))
+            x = feed.inputs(item) if stage_index == 0 else acts.pop((stage_index, item))
             out, _ = stage.forward(item, x)
             if stage.is_last:
-                _, grads[(stage_index, item)] = loss_and_grad(stage.loss, out.astype("float64"), engine.targets(item))
+                _, grads[(stage_index, item)] = loss_and_grad(loss, out.astype("float64"), feed.targets(item))
             else:
                 acts[(stage_index + 1, item)] = out
         elif op == "B":
