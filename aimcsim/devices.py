@@ -7,8 +7,9 @@ C++ simulator (``rpu_*_device.cpp``), so a user's aihwkit device configuration p
 
 Each model is a typed parameter group; :func:`populate` draws the device-to-device
 variation of a whole crossbar once from a seeded generator (bounds, step sizes, slopes or
-exponents per cross-point), and :func:`pulse` / :func:`step_size` are the numba response
-functions that the update kernels call once per coincidence.
+exponents per cross-point), and :func:`pulse` / :func:`linear_pulse` / :func:`step_size` are
+the numba response functions: the one copy of the physics, called once per coincidence by the
+update kernels and by :func:`response_curve` alike.
 """
 
 from __future__ import annotations
@@ -296,6 +297,35 @@ def direction_params(block: np.ndarray, model: int, i: int, j: int, up: bool) ->
 
 
 @njit(cache=True, inline="always")
+def linear_slope(model: int, up: bool, wmax: float, wmin: float, scale: float, shape: float) -> float:
+    """Slope of the step against w for the linear family (step = slope * w + scale).
+
+    Soft bounds: -scale / bound, so the step reaches zero at each device's own bound (aihwkit's
+    soft bounds are a linear step with gamma 1 referenced to the device's bounds); linear
+    step: the drawn slope ``shape``; constant step: 0. Same type as ``scale``.
+    """
+    if model == SOFT_BOUNDS:
+        bound = wmax if up else wmin
+        return -scale / bound if bound != 0.0 else scale - scale
+    if model == LINEAR_STEP:
+        return shape
+    return scale - scale
+
+
+@njit(cache=True, inline="always")
+def linear_pulse(w, up: bool, slope, scale, std, mult: bool, xi, wmin, wmax):
+    """Weight after one pulse of the linear family: step slope * w + scale with multiplicative
+    (step * (1 + std xi)) or additive (step + scale std xi) cycle-to-cycle noise, clipped to
+    the device's bounds. The update kernels fire every linear-family pulse through this, in
+    float32, as aihwkit's CPU simulator."""
+    one = np.float32(1.0)
+    base = slope * w + scale
+    dw = base * (one + std * xi) if mult else base + scale * std * xi
+    w = w + dw if up else w - dw
+    return min(max(w, wmin), wmax)
+
+
+@njit(cache=True, inline="always")
 def step_size(model: int, w: float, up: bool, wmax: float, wmin: float, scale: float, shape: float,
               shared: np.ndarray) -> float:
     """Magnitude of the noise-free weight change of one pulse at weight ``w`` in direction ``up``.
@@ -303,13 +333,8 @@ def step_size(model: int, w: float, up: bool, wmax: float, wmin: float, scale: f
     ``scale`` and ``shape`` are the cross-point's parameters for that direction
     (see :func:`direction_params`).
     """
-    if model == SOFT_BOUNDS:
-        bound = wmax if up else wmin
-        return scale - scale * w / bound if bound != 0.0 else scale
-    if model == LINEAR_STEP:
-        return shape * w + scale
-    if model == CONSTANT_STEP:
-        return scale
+    if model == SOFT_BOUNDS or model == LINEAR_STEP or model == CONSTANT_STEP:
+        return linear_slope(model, up, wmax, wmin, scale, shape) * w + scale
     if model == EXP_STEP:
         span = wmax - wmin
         if span <= 0.0:
@@ -341,12 +366,19 @@ def step_size(model: int, w: float, up: bool, wmax: float, wmin: float, scale: f
 @njit(cache=True, inline="always")
 def pulse(model: int, w: float, up: bool, wmax: float, wmin: float, scale: float, shape: float,
           shared: np.ndarray, xi: float) -> float:
-    """Weight after one pulse with cycle-to-cycle noise ``xi`` (a standard normal draw), clipped."""
-    dw = step_size(model, w, up, wmax, wmin, scale, shape, shared)
+    """Weight after one pulse with cycle-to-cycle noise ``xi`` (a standard normal draw), clipped.
+
+    The linear family goes through :func:`linear_pulse` in float32, exactly as the update
+    kernels fire it; the other models through :func:`step_size`.
+    """
     std = shared[G_STD]
-    if (model == LINEAR_STEP or model == SOFT_BOUNDS) and shared[G_MULT_NOISE] == 0.0:
-        dw = dw + scale * std * xi
-    elif model == EXP_STEP and (shared[G_STD_ADD] > 0.0 or shared[G_STD_SLOPE] > 0.0):
+    if model == SOFT_BOUNDS or model == LINEAR_STEP or model == CONSTANT_STEP:
+        f32 = np.float32
+        mult = shared[G_MULT_NOISE] > 0.0 or model == CONSTANT_STEP
+        slope = linear_slope(model, up, f32(wmax), f32(wmin), f32(scale), f32(shape))
+        return linear_pulse(f32(w), up, slope, f32(scale), f32(std), mult, f32(xi), f32(wmin), f32(wmax))
+    dw = step_size(model, w, up, wmax, wmin, scale, shape, shared)
+    if model == EXP_STEP and (shared[G_STD_ADD] > 0.0 or shared[G_STD_SLOPE] > 0.0):
         dw = dw + std * (abs(dw) + shared[G_STD_ADD] + shared[G_STD_SLOPE] * abs(w)) * xi
     else:
         dw = dw * (1.0 + std * xi)
@@ -354,7 +386,7 @@ def pulse(model: int, w: float, up: bool, wmax: float, wmin: float, scale: float
     return min(max(w, wmin), wmax)
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath={"contract"})  # the update kernels' flags: the same arithmetic, bit for bit
 def _pulse_sequence(block: np.ndarray, model: int, shared: np.ndarray, directions: np.ndarray,
                     state: np.uint64) -> np.ndarray:
     """Weights after each pulse of ``directions`` for every device of a (1, n) population."""

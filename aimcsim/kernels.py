@@ -10,8 +10,9 @@ Read (forward y = W x, backward z = W^T d, ``analog_read`` with ``transposed``):
     ``inp_bound``, optional input noise), the array (a matrix-vector product), additive
     output noise ``out_noise``, ADC (quantise to ``out_res``, clip at ``out_bound``), and
     iterative bound management (halve the input and read again while any output saturates),
-    in float32 as aihwkit. Returns the bound-management passes, which the timing model
-    charges. Crossbars of at least ``PARALLEL_MIN_SIZE`` cross-points read on both cores.
+    in float32 as aihwkit. Returns the bound-management passes, which the cost model
+    charges. Crossbars of at least ``PARALLEL_MIN_SIZE`` cross-points read on every thread,
+    their rows in ``ROW_BLOCKS`` fixed blocks.
 
 Update (W <- W - lr d x^T in expectation, rows of a batch applied one after the other):
     ``pulsed_update``    stochastic pulse trains of length BL (or deterministic pulse counts)
@@ -30,8 +31,8 @@ import numpy as np
 from numba import njit, prange
 
 from .devices import (CONSTANT_STEP, G_MULT_NOISE, G_STD, LINEAR_STEP, P_SCALE_DOWN, P_SCALE_UP,
-                      P_SHAPE_DOWN, P_SHAPE_UP, P_WMAX, P_WMIN, SOFT_BOUNDS, direction_params, pulse,
-                      step_size)
+                      P_SHAPE_DOWN, P_SHAPE_UP, P_WMAX, P_WMIN, SOFT_BOUNDS, direction_params, linear_pulse,
+                      linear_slope, pulse, step_size)
 from .rng import fill_normals32, mix, next_uniform, normals32_scratch, stream
 
 # Layout of the IO parameter vector (``params.IOParameters.as_array``).
@@ -45,6 +46,11 @@ NONFINITE = -1  # status returned when an input holds NaN or inf
 # 362 and save 30 % at 512. Below that, waking the second core and moving a tile's rows
 # between the cores' caches costs more than the second core saves.
 PARALLEL_MIN_SIZE = 131072
+# Parallel kernels split a crossbar's rows into this many fixed blocks (the last ones may be
+# short), whatever the number of threads: every block is computed the same way and block
+# results combine in block order, so results are bit-identical for any thread count, and up
+# to ROW_BLOCKS cores share the work.
+ROW_BLOCKS = 16
 
 
 _ABS_BITS = np.uint32(0x7FFFFFFF)
@@ -122,37 +128,49 @@ def _adc(y: np.ndarray, noise_std: np.float32, noise: np.ndarray, res: np.float3
     return above, below
 
 
+@njit(fastmath=True, cache=True)
+def _rows_forward(weights: np.ndarray, x: np.ndarray, y: np.ndarray, lo: int, hi: int) -> None:
+    """y[i] = W[i] . x for rows lo..hi-1, four rows at a time (W read once, in order)."""
+    m = weights.shape[1]
+    i = lo
+    while i + 4 <= hi:
+        s0 = np.float32(0.0)
+        s1 = np.float32(0.0)
+        s2 = np.float32(0.0)
+        s3 = np.float32(0.0)
+        for j in range(m):
+            xj = x[j]
+            s0 += weights[i, j] * xj
+            s1 += weights[i + 1, j] * xj
+            s2 += weights[i + 2, j] * xj
+            s3 += weights[i + 3, j] * xj
+        y[i] = s0
+        y[i + 1] = s1
+        y[i + 2] = s2
+        y[i + 3] = s3
+        i += 4
+    while i < hi:
+        s = np.float32(0.0)
+        for j in range(m):
+            s += weights[i, j] * x[j]
+        y[i] = s
+        i += 1
+
+
+@njit(cache=True)
+def _block_bounds(n: int, block: int) -> tuple[int, int]:
+    """Rows of block ``block`` of ``ROW_BLOCKS`` equal blocks of n rows."""
+    per_block = (n + ROW_BLOCKS - 1) // ROW_BLOCKS
+    return min(n, block * per_block), min(n, (block + 1) * per_block)
+
+
 @njit(fastmath=True, parallel=True, cache=True)
 def matvec(weights: np.ndarray, x: np.ndarray, y: np.ndarray) -> None:
-    """y = W x on both cores: each half of the rows, four rows at a time (W read once, in order)."""
-    n, m = weights.shape
-    half = (n + 1) // 2
-    for c in prange(2):
-        lo = c * half
-        hi = min(n, lo + half)
-        i = lo
-        while i + 4 <= hi:
-            s0 = np.float32(0.0)
-            s1 = np.float32(0.0)
-            s2 = np.float32(0.0)
-            s3 = np.float32(0.0)
-            for j in range(m):
-                xj = x[j]
-                s0 += weights[i, j] * xj
-                s1 += weights[i + 1, j] * xj
-                s2 += weights[i + 2, j] * xj
-                s3 += weights[i + 3, j] * xj
-            y[i] = s0
-            y[i + 1] = s1
-            y[i + 2] = s2
-            y[i + 3] = s3
-            i += 4
-        while i < hi:
-            s = np.float32(0.0)
-            for j in range(m):
-                s += weights[i, j] * x[j]
-            y[i] = s
-            i += 1
+    """y = W x, the rows in ``ROW_BLOCKS`` fixed blocks shared by the threads."""
+    n = weights.shape[0]
+    for c in prange(ROW_BLOCKS):
+        lo, hi = _block_bounds(n, c)
+        _rows_forward(weights, x, y, lo, hi)
 
 
 @njit(fastmath=True, cache=True)
@@ -180,19 +198,23 @@ def _rows_transposed(weights: np.ndarray, d: np.ndarray, lo: int, hi: int, acc: 
 
 @njit(parallel=True, cache=True)
 def matvec_transposed(weights: np.ndarray, d: np.ndarray, z: np.ndarray) -> None:
-    """z = W^T d on both cores: each core sums over half of the rows, then the halves add.
+    """z = W^T d: each of ``ROW_BLOCKS`` fixed row blocks sums its rows, then the blocks add in order.
 
-    The halves are the rows each core also reads in ``matvec`` and fires in an update, so W
-    stays in the caches of the core that last touched it (splitting by columns instead made
-    every read after an update fetch half of W from the other core).
+    The blocks are the rows each thread also reads in ``matvec`` and fires in an update, so
+    W stays in the caches of the core that last touched it (splitting by columns instead made
+    every read after an update fetch half of W from the other core). The block sums add in a
+    fixed order, so the result does not depend on the number of threads.
     """
     n, m = weights.shape
-    half = (n + 1) // 2
-    partial = np.empty((2, m), dtype=np.float32)
-    for c in prange(2):
-        _rows_transposed(weights, d, min(n, c * half), min(n, (c + 1) * half), partial[c])
+    partial = np.empty((ROW_BLOCKS, m), dtype=np.float32)
+    for c in prange(ROW_BLOCKS):
+        lo, hi = _block_bounds(n, c)
+        _rows_transposed(weights, d, lo, hi, partial[c])
     for j in range(m):
-        z[j] = partial[0, j] + partial[1, j]
+        total = partial[0, j]
+        for c in range(1, ROW_BLOCKS):
+            total += partial[c, j]
+        z[j] = total
 
 
 @njit(cache=True)
@@ -398,37 +420,27 @@ def _group_columns(x: np.ndarray, masks: np.ndarray, bl: int, order: np.ndarray,
 
 
 @njit(cache=True, inline="always")
-def _fire_linear(w_row, wmax_row, wmin_row, scale_row, shape_row, order, k0, k1, n, up, has_shape,
-                 soft, std, mult, noise, q):
+def _fire_linear(w_row, wmax_row, wmin_row, scale_row, shape_row, order, k0, k1, n, up, model,
+                 std, mult, noise, q):
     """Fire ``n`` pulses on columns order[k0:k1] of one row for the linear family.
 
-    Covers constant step (no shape), linear step (stored slope) and soft bounds (slope
-    -scale/bound from each device's own bound) with multiplicative or additive noise. The
-    rows' planes come in as 1-D slices and indices are unsigned, so the loop has no model
-    dispatch and no negative-index fix-ups: that keeps a pulse at a few nanoseconds. Float32
+    Covers constant step, linear step (stored slope) and soft bounds (slope from each device's
+    own bound) through the device module's :func:`~aimcsim.devices.linear_pulse`. The rows'
+    planes come in as 1-D slices and indices are unsigned, so the loop has no model dispatch
+    and no negative-index fix-ups: that keeps a pulse at a few nanoseconds. Float32
     arithmetic, as aihwkit's CPU simulator.
     """
-    sign = np.float32(1.0) if up else np.float32(-1.0)
-    one = np.float32(1.0)
+    zero = np.float32(0.0)
     for k in range(np.uint64(k0), np.uint64(k1)):
         j = np.uint64(order[k])
         w = w_row[j]
         wmax = wmax_row[j]
         wmin = wmin_row[j]
         scale = scale_row[j]
-        if soft:
-            bound = wmax if up else wmin
-            slope = -scale / bound if bound != np.float32(0.0) else np.float32(0.0)
-        elif has_shape:
-            slope = shape_row[j]
-        else:
-            slope = np.float32(0.0)
+        slope = linear_slope(model, up, wmax, wmin, scale, shape_row[j] if model == LINEAR_STEP else zero)
         for _ in range(n):
-            xi = noise[q]
+            w = linear_pulse(w, up, slope, scale, std, mult, noise[q], wmin, wmax)
             q += np.uint64(1)
-            base = slope * w + scale
-            dw = base * (one + std * xi) if mult else base + scale * std * xi
-            w = min(max(w + sign * dw, wmin), wmax)
         w_row[j] = w
     return q
 
@@ -501,8 +513,6 @@ def _fire_rows(lo: int, hi: int, weights: np.ndarray, device, d: np.ndarray, bl:
     std = np.float32(shared[G_STD])
     mult = shared[G_MULT_NOISE] > 0.0 or model == CONSTANT_STEP
     linear_family = model == SOFT_BOUNDS or model == LINEAR_STEP or model == CONSTANT_STEP
-    soft = model == SOFT_BOUNDS
-    has_shape = model == LINEAR_STEP
     n_in = weights.shape[1]
     counts = np.empty(max(groups, 1), dtype=np.int64)
     room = n_in * bl + 1  # fill_normals32 writes an even count
@@ -536,7 +546,7 @@ def _fire_rows(lo: int, hi: int, weights: np.ndarray, device, d: np.ndarray, bl:
                 q = _fire_linear(w_row, block[P_WMAX, i], block[P_WMIN, i],
                                  block[P_SCALE_UP if up else P_SCALE_DOWN, i],
                                  block[P_SHAPE_UP if up else P_SHAPE_DOWN, i], order, starts[g],
-                                 starts[g + 1], n, up, has_shape, soft, std, mult, noise, q)
+                                 starts[g + 1], n, up, model, std, mult, noise, q)
             else:
                 q = _fire_generic(weights, block, order, starts[g], starts[g + 1], i, n, up,
                                   model, shared, noise, q)
@@ -547,14 +557,13 @@ def _fire_rows(lo: int, hi: int, weights: np.ndarray, device, d: np.ndarray, bl:
 @njit(parallel=True, cache=True)
 def _fire_rows_threaded(weights: np.ndarray, device, d: np.ndarray, bl: int, groups: int,
                         deterministic: bool, sub_key: np.uint64, plan) -> int:
-    """:func:`_fire_rows` over all rows, in 16 chunks shared by the threads."""
+    """:func:`_fire_rows` over all rows, in ``ROW_BLOCKS`` fixed blocks shared by the threads
+    (each row draws from its own stream, so the split never changes a result)."""
     n_out = weights.shape[0]
-    n_chunks = min(n_out, 16)
-    per_chunk = (n_out + n_chunks - 1) // n_chunks
     fired = 0
-    for c in prange(n_chunks):
-        fired += _fire_rows(c * per_chunk, min((c + 1) * per_chunk, n_out), weights, device, d, bl,
-                            groups, deterministic, sub_key, plan)
+    for c in prange(ROW_BLOCKS):
+        lo, hi = _block_bounds(n_out, c)
+        fired += _fire_rows(lo, hi, weights, device, d, bl, groups, deterministic, sub_key, plan)
     return fired
 
 
