@@ -1,9 +1,10 @@
 """The ``aimcsim`` command line.
 
-    aimcsim run CONFIG [--set KEY=VALUE]... [--out DIR] [--quiet]
+    aimcsim run CONFIG [--set KEY=VALUE]... [--out DIR] [--quiet] [--perfetto json|gz|none]
     aimcsim validate CONFIG [--set KEY=VALUE]...
     aimcsim sweep CONFIG --grid KEY=V1,V2,... [--grid ...] [--out DIR] [--workers N] [--scheduler ADDRESS]
-    aimcsim plot RUN_DIR | SWEEP_DIR [--out DIR]
+                  [--perfetto none|json|gz]
+    aimcsim plot RUN_DIR | SWEEP_DIR [--out DIR] [--cycles N]
 
 Exit status: 0 on success; 2 on invalid input (one line on stderr naming the key path and
 what is allowed); 1 when a run fails (e.g. diverges), its summary still written; 130 when
@@ -20,6 +21,7 @@ from pathlib import Path
 
 from .errors import ConfigError
 from .ops import busy_ops
+from .trace import PERFETTO_FORMATS
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -78,7 +80,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     total = None if config.train.stop_at_target else planned_items(config, n_train) * config.pipeline.microbatch_size
     bar, update = _progress_bar(args.quiet, total)
     try:
-        result = simulate(config, out=out, progress=update)
+        result = simulate(config, out=out, progress=update, perfetto=args.perfetto)
     finally:
         if bar is not None:
             bar.close()
@@ -132,7 +134,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     grid = parse_grid(args.grid) if args.grid else None
     out = Path(args.out) if args.out else Path("runs") / f"{Path(args.config).stem}-sweep"
     table = sweep(args.config, grid, out=out, workers=args.workers, scheduler=args.scheduler,
-                  overrides=args.set, quiet=args.quiet)
+                  overrides=args.set, quiet=args.quiet, perfetto=args.perfetto)
     failed = int((table["status"] != "ok").sum())
     if not args.quiet:
         print(f"{len(table)} points, {failed} not ok; results: {out / 'results.csv'}")
@@ -143,12 +145,13 @@ def cmd_plot(args: argparse.Namespace) -> int:
     import matplotlib  # noqa: PLC0415
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
     import pandas as pd  # noqa: PLC0415
 
-    from .plots import curves, timeline  # noqa: PLC0415
+    from .plots import timeline, training_curves  # noqa: PLC0415
 
     run_dir = Path(args.run_dir)
+    if args.cycles is not None and args.cycles < 1:
+        raise ConfigError(f"--cycles: the timeline window must be at least 1 cycle, got {args.cycles}")
     if (run_dir / "results.csv").is_file():
         return _plot_sweep(run_dir, Path(args.out) if args.out else run_dir)
     needed = ["summary.json", "metrics.csv", "trace.csv"]
@@ -167,11 +170,8 @@ def cmd_plot(args: argparse.Namespace) -> int:
     ax.figure.tight_layout()
     ax.figure.savefig(out / "timeline.png", dpi=120)
     written.append(out / "timeline.png")
-    fig, axes = plt.subplots(2, 2, figsize=(10, 6.5))
-    curves(metrics, "train_loss", axes=axes[0])
-    curves(metrics, "test_accuracy" if metrics["test_accuracy"].notna().any() else "test_loss", axes=axes[1])
-    fig.suptitle(f"{summary['schedule']}, K={summary['stages']}")
-    fig.tight_layout()
+    fig = training_curves(metrics, summary.get("target_metric"), summary.get("target_value"),
+                          title=f"{summary['schedule']}, K={summary['stages']}")
     fig.savefig(out / "curves.png", dpi=120)
     written.append(out / "curves.png")
     for path in written:
@@ -189,7 +189,7 @@ def _plot_sweep(sweep_dir: Path, out: Path) -> int:
         raise ConfigError(f"SWEEP_DIR: '{sweep_dir}' did not sweep pipeline.stages; nothing to plot against depth")
     out.mkdir(parents=True, exist_ok=True)
     fig = sweep_plot(results)
-    fig.savefig(out / "sweep.png", dpi=120)
+    fig.savefig(out / "sweep.png", dpi=120, bbox_inches="tight")
     print(out / "sweep.png")
     return EXIT_OK
 
@@ -218,6 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="override a config key with a dotted path, e.g. --set pipeline.stages=8 (repeatable)")
     run.add_argument("--out", metavar="DIR", help="run directory (default: runs/<config name>-<time>)")
     run.add_argument("--quiet", action="store_true", help="no progress bar and no summary on stdout")
+    run.add_argument("--perfetto", choices=PERFETTO_FORMATS, default="json",
+                     help="the Chrome/Perfetto trace: trace.json (default), trace.json.gz, or none")
     run.set_defaults(func=cmd_run)
 
     val = sub.add_parser("validate", help="check a config and print it fully resolved",
@@ -240,6 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--workers", type=int, help="local processes (default: the number of cores; 1 = serial)")
     sw.add_argument("--scheduler", metavar="ADDRESS", help="run on a Dask cluster, e.g. tcp://10.0.0.5:8786")
     sw.add_argument("--quiet", action="store_true", help="no progress lines")
+    sw.add_argument("--perfetto", choices=PERFETTO_FORMATS, default="none",
+                    help="each point's Chrome/Perfetto trace: none (default; trace.csv has the rows), json or gz")
     sw.set_defaults(func=cmd_sweep)
 
     plot = sub.add_parser("plot", help="draw a run's timeline and curves, or a sweep's complexities, as PNG",

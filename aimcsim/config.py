@@ -13,13 +13,15 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator,
+                      model_validator)
 
 from .devices import parse_device
 from .errors import ConfigError, did_you_mean, from_validation_error, parse_model
 from .params import IOParameters, UpdateParameters, parse_backward_io
 from .sim.schedules import SCHEDULES
 from .cost import TimingModel, parse_timing
+from .data import check_data_files
 
 TARGET_METRICS = ("train_loss", "test_loss", "test_accuracy", "grad_norm_sq")
 
@@ -73,7 +75,7 @@ class PipelineConfig(_Section):
     @classmethod
     def _schedule(cls, v: str) -> str:
         if v not in SCHEDULES:
-            raise ValueError(f"unknown schedule {v!r}{did_you_mean(v, SCHEDULES)}; allowed: {', '.join(SCHEDULES)}")
+            raise ValueError(f"must be one of {', '.join(SCHEDULES)}{did_you_mean(v, SCHEDULES)}")
         return v
 
     @field_validator("partition")
@@ -88,13 +90,15 @@ class TargetConfig(_Section):
     metric: Literal["train_loss", "test_loss", "test_accuracy", "grad_norm_sq"] = "train_loss"
     value: float = 0.3
 
-    @model_validator(mode="after")
-    def _in_range(self) -> "TargetConfig":
-        if self.metric == "test_accuracy" and not 0.0 <= self.value <= 1.0:
-            raise ValueError(f"value: a test_accuracy target is a fraction in [0, 1], got {self.value!r}")
-        if self.metric != "test_accuracy" and not self.value >= 0.0:
-            raise ValueError(f"value: a {self.metric} target must be >= 0 (it is met from below), got {self.value!r}")
-        return self
+    @field_validator("value")
+    @classmethod
+    def _in_range(cls, value: float, info: ValidationInfo) -> float:
+        metric = info.data.get("metric", "train_loss")
+        if metric == "test_accuracy" and not 0.0 <= value <= 1.0:
+            raise ValueError("a test_accuracy target is a fraction in [0, 1]")
+        if metric != "test_accuracy" and not value >= 0.0:
+            raise ValueError(f"a {metric} target must be >= 0 (it is met from below)")
+        return value
 
 
 class TrainConfig(_Section):
@@ -128,7 +132,8 @@ class Config(_Section):
                   if layer_list else len(self.model.hidden) + 1)
         p = self.pipeline
         if p.stages > layers and not layer_list:
-            raise ValueError(f"pipeline.stages: {p.stages} stages need at least as many layers "
+            default = "" if "stages" in p.model_fields_set else " (the default; set pipeline.stages)"
+            raise ValueError(f"pipeline.stages: {p.stages} stages{default} need at least as many layers "
                              f"(the model has {layers} analog layers)")
         if isinstance(p.partition, list):
             if len(p.partition) != p.stages:
@@ -224,10 +229,11 @@ def load_config(path_or_dict: str | Path | dict | Config, overrides: list[str] |
         config = Config.model_validate(data)
     except ValidationError as exc:
         raise from_validation_error(exc, "", Config) from None
-    # validate the free-form aihwkit sections now, not when the run starts
+    # validate the free-form aihwkit sections and the data files now, not when the run starts
     config.device_params()
     config.update_params()
     config.forward_io()
     config.backward_io()
     config.timing_model()
+    check_data_files(config.data)
     return config

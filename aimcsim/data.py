@@ -104,12 +104,17 @@ def _find(folder: Path, stem: str, what: str) -> Path:
     raise ConfigError(f"data.path: '{folder}' has no {what} file (expected {stem} or {stem}.gz)")
 
 
-def idx_dataset(folder: str, name: str) -> Dataset:
-    """MNIST or Fashion-MNIST from the four IDX files of their distribution."""
+def _idx_files(folder: str, name: str) -> dict[str, Path]:
+    """The four IDX files of MNIST or Fashion-MNIST in ``folder``, by role (train_images, ...)."""
     root = Path(folder)
     if not root.is_dir():
         raise ConfigError(f"data.path: '{folder}' is not a folder (expected the {name} IDX files)")
-    arrays = {key: read_idx(_find(root, stem, key.replace("_", " "))) for key, stem in IDX_FILES.items()}
+    return {key: _find(root, stem, key.replace("_", " ")) for key, stem in IDX_FILES.items()}
+
+
+def idx_dataset(folder: str, name: str) -> Dataset:
+    """MNIST or Fashion-MNIST from the four IDX files of their distribution."""
+    arrays = {key: read_idx(path) for key, path in _idx_files(folder, name).items()}
     for part in ("train", "test"):
         images, labels = arrays[f"{part}_images"], arrays[f"{part}_labels"]
         if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
@@ -133,8 +138,8 @@ def _cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return data, labels
 
 
-def cifar10(folder: str) -> Dataset:
-    """CIFAR-10 from its python version (data_batch_1..5 and test_batch, or their folder)."""
+def _cifar_files(folder: str) -> tuple[list[Path], Path]:
+    """CIFAR-10's training batches and test batch in ``folder`` (or its cifar-10-batches-py)."""
     root = Path(folder)
     if (root / "cifar-10-batches-py").is_dir():
         root = root / "cifar-10-batches-py"
@@ -143,12 +148,26 @@ def cifar10(folder: str) -> Dataset:
     train_files = sorted(root.glob("data_batch_*"))
     if not train_files or not (root / "test_batch").is_file():
         raise ConfigError(f"data.path: '{root}' has no data_batch_* and test_batch files of CIFAR-10's python version")
+    return train_files, root / "test_batch"
+
+
+def cifar10(folder: str) -> Dataset:
+    """CIFAR-10 from its python version (data_batch_1..5 and test_batch, or their folder)."""
+    train_files, test_file = _cifar_files(folder)
     parts = [_cifar_batch(p) for p in train_files]
-    x_test, y_test = _cifar_batch(root / "test_batch")
+    x_test, y_test = _cifar_batch(test_file)
     x_train = np.concatenate([p[0] for p in parts])
     y_train = np.concatenate([p[1] for p in parts])
     scale = lambda a: (a / 255.0).astype(np.float32)  # noqa: E731
     return Dataset(scale(x_train), y_train, scale(x_test), y_test, 10, "cifar10", (3, 32, 32))
+
+
+def check_data_files(cfg) -> None:
+    """Refuse a data section whose files are missing, without reading them (validation is cheap)."""
+    if cfg.name in ("mnist", "fashion_mnist"):
+        _idx_files(cfg.path, cfg.name)
+    elif cfg.name == "cifar10":
+        _cifar_files(cfg.path)
 
 
 def load_dataset(cfg, seed: int) -> Dataset:

@@ -15,7 +15,10 @@ def timeline(trace: pd.DataFrame, start: int = 0, end: int | None = None, ax=Non
     """Gantt chart of a trace: one row per accelerator, F/B/U and transfers colored, bubbles white.
 
     Transfers are drawn as thin bars under their sending stage's row. ``start``/``end``
-    (cycles) select a window; item numbers are written into wide enough boxes.
+    (cycles) select a window; item numbers are written into wide enough boxes. Colors and
+    names come from the op registry.
+
+    Returns the matplotlib axes.
     """
     import matplotlib.pyplot as plt  # noqa: PLC0415
     from matplotlib.patches import Patch  # noqa: PLC0415
@@ -43,52 +46,117 @@ def timeline(trace: pd.DataFrame, start: int = 0, end: int | None = None, ax=Non
     ax.set_xlim(start, end)
     ax.set_ylim(stages - 0.5, -0.5)
     ax.set_yticks(range(stages), [f"acc {k}" for k in range(stages)])
-    ax.set_xlabel("clock cycle")
+    ax.set_xlabel("simulated time (clock cycles)")
     ax.legend(handles=[Patch(color=kind.color, label=f"{code} {kind.name}") for code, kind in OPS.items()],
               ncol=len(OPS), fontsize=8,
               loc="upper right", bbox_to_anchor=(1.0, 1.25), frameon=False)
     return ax
 
 
+METRIC_LABELS = {
+    "train_loss": "training loss",
+    "test_loss": "test loss",
+    "test_accuracy": "test accuracy (fraction correct)",
+    "grad_norm_sq": "squared gradient norm ||grad f||^2",
+}
+X_LABELS = {"samples": "samples trained", "cycles": "simulated time (clock cycles)"}
+
+
 def curves(metrics: pd.DataFrame, y: str = "train_loss", axes=None, label: str | None = None):
-    """``y`` against samples and against cycles, side by side."""
+    """``y`` against samples and against cycles, side by side.
+
+    Returns the two matplotlib axes (samples, cycles), with axis labels in words.
+    """
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
     if axes is None:
         _, axes = plt.subplots(1, 2, figsize=(10, 3.5))
-    axes[0].plot(metrics["samples"], metrics[y], marker=".", label=label)
-    axes[1].plot(metrics["cycles"], metrics[y], marker=".", label=label)
-    axes[0].set(xlabel="samples", ylabel=y)
-    axes[1].set(xlabel="clock cycles", ylabel=y)
+    for ax, x in zip(axes, ("samples", "cycles")):
+        ax.plot(metrics[x], metrics[y], marker=".", label=label)
+        ax.set(xlabel=X_LABELS[x], ylabel=METRIC_LABELS.get(y, y))
     return axes
+
+
+def training_curves(metrics: pd.DataFrame, target_metric: str | None = None, target_value: float | None = None,
+                    title: str | None = None):
+    """The training curves of one run: loss (training and test) on top, and below the test
+    accuracy (or the squared gradient norm where there is no accuracy, or where it is the
+    target), each against samples and against clock cycles; the target as a dashed line.
+
+    Returns the matplotlib figure (2 x 2 axes).
+    """
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7))
+    has_accuracy = "test_accuracy" in metrics and metrics["test_accuracy"].notna().any()
+    lower = "grad_norm_sq" if target_metric == "grad_norm_sq" or not has_accuracy else "test_accuracy"
+    for col, x in enumerate(("samples", "cycles")):
+        top, bottom = axes[0, col], axes[1, col]
+        top.plot(metrics[x], metrics["train_loss"], marker=".", label="training loss")
+        top.plot(metrics[x], metrics["test_loss"], marker=".", label="test loss")
+        top.set(xlabel=X_LABELS[x], ylabel="loss")
+        bottom.plot(metrics[x], metrics[lower], marker=".", color="C2", label=METRIC_LABELS[lower])
+        bottom.set(xlabel=X_LABELS[x], ylabel=METRIC_LABELS[lower])
+        if lower == "grad_norm_sq":
+            bottom.set_yscale("log")
+        if target_metric is not None and target_value is not None:
+            ax = bottom if target_metric == lower else top if target_metric in ("train_loss", "test_loss") else None
+            if ax is not None:
+                sense = ">=" if target_metric == "test_accuracy" else "<="
+                ax.axhline(target_value, color="0.3", ls="--", lw=1,
+                           label=f"target: {METRIC_LABELS[target_metric]} {sense} {target_value:g}")
+        for ax in (top, bottom):
+            ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+SWEEP_PANELS = [("sample_complexity", "samples to target"), ("cycle_complexity", "clock cycles to target"),
+                ("final_test_accuracy", "final test accuracy (fraction correct)")]
 
 
 def sweep_plot(results: pd.DataFrame, x: str = "pipeline.stages", by: str = "pipeline.schedule"):
     """Sample complexity, clock-cycle complexity and final accuracy against ``x``, one line per ``by``.
 
     Points that differ only in other keys (seeds) are pooled: the line is their mean and the
-    band their min-max spread. Points that did not reach the target are left out of the
-    complexity panels (and counted in the title).
+    band their min-max spread. In the complexity panels a hollow marker means that some of a
+    point's runs missed the target (the mean is over those that reached it), and a note under
+    the panel names every point that missed, with how many of its runs did.
+
+    Returns the matplotlib figure (three panels, each with a legend and labelled axes).
     """
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
-    panels = [("sample_complexity", "samples to target"), ("cycle_complexity", "cycles to target"),
-              ("final_test_accuracy", "final test accuracy")]
-    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
-    groups = results.groupby(by) if by in results.columns else [("all", results)]
-    for label, rows in groups:
-        for ax, (column, title) in zip(axes, panels):
-            data = rows[[x, column]].dropna()
-            if data.empty:
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.6))
+    groups = list(results.groupby(by)) if by in results.columns else [("all", results)]
+    for ax, (column, ylabel) in zip(axes, SWEEP_PANELS):
+        missed_notes = []
+        for label, rows in groups:
+            if column not in rows.columns:
                 continue
-            stats = data.groupby(x)[column].agg(["mean", "min", "max"]).sort_index()
-            line, = ax.plot(stats.index, stats["mean"], marker="o", label=str(label))
-            ax.fill_between(stats.index, stats["min"], stats["max"], color=line.get_color(), alpha=0.2)
-    for ax, (column, title) in zip(axes, panels):
-        missed = int(results[column].isna().sum()) if column in results.columns else 0
-        ax.set(xlabel=x, title=title + (f" ({missed} points missed the target)" if missed and "complexity" in column else ""))
+            runs = rows.groupby(x)[column]
+            stats = runs.agg(["mean", "min", "max", "count", "size"]).sort_index()
+            reached = stats[stats["count"] > 0]
+            if reached.empty:
+                line, = ax.plot([], [], marker="o", label=f"{label} (never reached)")
+            else:
+                line, = ax.plot(reached.index, reached["mean"], marker="o", label=str(label))
+                ax.fill_between(reached.index, reached["min"], reached["max"], color=line.get_color(), alpha=0.2)
+                partial = reached[reached["count"] < reached["size"]]
+                ax.plot(partial.index, partial["mean"], ls="none", marker="o", markersize=9,
+                        markerfacecolor="white", markeredgecolor=line.get_color())
+            if "complexity" in column:
+                for value, row in stats[stats["count"] < stats["size"]].iterrows():
+                    missed_notes.append(f"{label} at {value}: {int(row['count'])}/{int(row['size'])} reached")
+        ax.set(xlabel=x, ylabel=ylabel, title=ylabel)
         if results[x].dtype.kind in "iu" and results[x].min() > 0:
             ax.set_xscale("log", base=2)
-    axes[2].legend(title=by)  # accuracy is known for every point; complexities may be missing
+            ax.set_xticks(sorted(results[x].unique()), [str(v) for v in sorted(results[x].unique())])
+        ax.legend(title=by, fontsize=8)
+        if missed_notes:
+            ax.annotate("missed the target: " + "; ".join(missed_notes), xy=(0, -0.2), xycoords="axes fraction",
+                        fontsize=7, va="top", wrap=True)
     fig.tight_layout()
     return fig

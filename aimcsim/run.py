@@ -1,8 +1,8 @@
 """simulate(config) -> Result, and the run directory it can write.
 
 A run directory holds ``config.yaml`` (fully resolved), ``summary.json``, ``metrics.csv``
-(one row per evaluation), ``trace.csv`` (one row per op and transfer, times in cycles) and
-``trace.json`` (Chrome/Perfetto). Each file is written to a temporary name and renamed, so
+(one row per evaluation), ``trace.csv`` (one row per op and transfer, times in cycles) and,
+unless turned off, ``trace.json`` or ``trace.json.gz`` (Chrome/Perfetto). Each file is written to a temporary name and renamed, so
 it appears complete or not at all.
 """
 
@@ -19,6 +19,7 @@ import yaml
 
 from . import trace as tr
 from .config import Config, load_config
+from .errors import ConfigError
 from .sim.engine import Engine
 
 METRIC_COLUMNS = ["samples", "cycles", "time_ns", "train_loss", "test_loss", "test_accuracy", "grad_norm_sq"]
@@ -86,21 +87,28 @@ def summarize(engine: Engine, wall: float) -> dict:
 
 
 def simulate(config: Config | dict | str | os.PathLike, out: str | os.PathLike | None = None,
-             progress=None) -> Result:
+             progress=None, perfetto: str = "json") -> Result:
     """Run one simulation; with ``out``, stream the trace to and write the run directory there.
 
-    ``progress(samples, cycles, loss)`` is called as samples are trained. If the run is
-    interrupted (KeyboardInterrupt) or fails, no partial file is left behind.
+    ``progress(samples, cycles, loss)`` is called as samples are trained. ``perfetto``: the
+    run directory's Chrome/Perfetto trace as ``json`` (trace.json), ``gz`` (trace.json.gz) or
+    ``none``. If the run is interrupted (KeyboardInterrupt) or fails, no partial file is left
+    behind. A config with a ``sweep`` section is refused: :func:`aimcsim.sweep` runs it.
     """
     t0 = time.perf_counter()
     cfg = config if isinstance(config, Config) else load_config(config)
+    if cfg.sweep is not None:
+        raise ConfigError("sweep: this config defines a sweep, which a single run would ignore; run it with "
+                          "'aimcsim sweep' (aimcsim.sweep), or drop the section (--set sweep=null) to run its base point")
+    if perfetto not in tr.PERFETTO_FORMATS:
+        raise ConfigError(f"--perfetto: must be one of {', '.join(tr.PERFETTO_FORMATS)}, got {perfetto!r}")
     directory = Path(out) if out is not None else None
     created = directory is not None and not directory.exists()
     sink = None
     try:
         if directory is not None:
             directory.mkdir(parents=True, exist_ok=True)
-            sink = tr.TraceSink(directory, cfg.timing_model().clock_ghz)
+            sink = tr.TraceSink(directory, cfg.timing_model().clock_ghz, perfetto)
         engine = Engine(cfg, progress=progress, sink=sink)
         engine.run()  # ends with a last tracer digest: every row is written or in memory
         metrics = pd.DataFrame(engine.metrics, columns=METRIC_COLUMNS)

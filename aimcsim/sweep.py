@@ -30,6 +30,8 @@ import pandas as pd
 
 from .config import Config, load_config
 from .errors import ConfigError
+from .sim.schedules import SCHEDULES
+from .trace import PERFETTO_FORMATS
 
 SUMMARY_COLUMNS = ["status", "message", "schedule", "stages", "microbatches", "microbatch_size", "samples",
                    "cycles", "time_ns", "final_train_loss", "final_test_loss", "final_test_accuracy",
@@ -73,7 +75,7 @@ def _set_list(overrides: dict) -> list[str]:
     return [f"{k}={json.dumps(v)}" for k, v in overrides.items()]
 
 
-def run_point(base: dict, overrides: dict, directory: str) -> dict:
+def run_point(base: dict, overrides: dict, directory: str, perfetto: str = "none") -> dict:
     """Run one point into ``directory`` (top level, so process pools and Dask can ship it)."""
     from .run import simulate  # noqa: PLC0415
 
@@ -84,9 +86,23 @@ def run_point(base: dict, overrides: dict, directory: str) -> dict:
         shutil.rmtree(path)  # an unfinished earlier attempt
     try:
         config = load_config(base, _set_list(overrides))
-        return simulate(config, out=path).summary
+        return simulate(config, out=path, perfetto=perfetto).summary
     except Exception as exc:  # noqa: BLE001 - a failing point is recorded, the sweep goes on
         return {"status": "error", "message": f"{type(exc).__name__}: {exc}".splitlines()[0]}
+
+
+def unequal_steps_note(configs: list[Config]) -> str | None:
+    """A note when a sweep compares synchronous schedules that average their M micro-batches
+    (``train.minibatch_reduction: mean``) with per-micro-batch updates: per sample, the
+    synchronous points then take a step M times smaller, so the sweep does not compare like with like."""
+    mean_sync = sorted({c.pipeline.schedule for c in configs if SCHEDULES[c.pipeline.schedule].synchronous
+                        and c.train.minibatch_reduction == "mean" and c.pipeline.microbatches > 1})
+    per_item = sorted({c.pipeline.schedule for c in configs if not SCHEDULES[c.pipeline.schedule].synchronous})
+    if not mean_sync or not per_item:
+        return None
+    return (f"note: {', '.join(mean_sync)} with train.minibatch_reduction: mean give each sample 1/M of the step "
+            f"{', '.join(per_item)} give it; set train.minibatch_reduction: sum (or scale their lr by M) to "
+            f"compare like with like")
 
 
 def _init_worker(threads: int) -> None:
@@ -155,12 +171,14 @@ def _write_results(rows: list[dict], directory: Path) -> pd.DataFrame:
 def sweep(config: str | os.PathLike | dict | Config, grid: dict[str, list] | None = None,
           out: str | os.PathLike = "sweep", workers: int | None = None, scheduler: str | None = None,
           overrides: list[str] | tuple[str, ...] = (), quiet: bool = True,
-          on_point: Callable[[str, dict], None] | None = None) -> pd.DataFrame:
+          on_point: Callable[[str, dict], None] | None = None, perfetto: str = "none") -> pd.DataFrame:
     """Run every point of ``grid`` (or the config's ``sweep.grid``); return the results table.
 
     ``workers``: processes of the local pool (default: the number of cores; 1 runs serially
     in this process). ``scheduler``: a Dask scheduler address (``tcp://host:port``) to run
-    the points on that cluster instead.
+    the points on that cluster instead. ``perfetto``: each point's Chrome/Perfetto trace as
+    ``json``, ``gz`` or ``none`` (the default: they are megabytes each; ``trace.csv`` has
+    the same rows).
     """
     cfg = load_config(config, overrides)
     base = cfg.model_dump(mode="json")
@@ -174,9 +192,14 @@ def sweep(config: str | os.PathLike | dict | Config, grid: dict[str, list] | Non
         raise ConfigError("sweep.grid: no grid given (use --grid KEY=V1,V2 or a sweep: {grid: ...} section)")
     if not isinstance(grid, dict) or not all(isinstance(v, list) and v for v in grid.values()):
         raise ConfigError("sweep.grid: must map dotted keys to non-empty lists of values")
+    if perfetto not in PERFETTO_FORMATS:
+        raise ConfigError(f"--perfetto: must be one of {', '.join(PERFETTO_FORMATS)}, got {perfetto!r}")
     todo = points(grid)
-    for p in todo:  # validate every point before running any
-        load_config(base, _set_list(p))
+    configs = [load_config(base, _set_list(p)) for p in todo]  # validate every point before running any
+    if not quiet:
+        note = unequal_steps_note(configs)
+        if note:
+            print(note, file=sys.stderr)
     if workers is not None and (not isinstance(workers, int) or workers < 1):
         raise ConfigError(f"--workers: must be a positive integer, got {workers!r}")
     workers = workers or os.cpu_count() or 1
@@ -203,10 +226,10 @@ def sweep(config: str | os.PathLike | dict | Config, grid: dict[str, list] | Non
 
     if pending:
         if scheduler:
-            _run_dask(scheduler, base, pending, directory, record)
+            _run_dask(scheduler, base, pending, directory, record, perfetto)
         elif workers == 1:
             for p, name in pending:
-                record(name, run_point(base, p, str(directory / name)), 0)
+                record(name, run_point(base, p, str(directory / name), perfetto), 0)
         else:
             warm_up()
             # spawn, not fork: the kernels' thread pool (OpenMP) must not be forked; each worker
@@ -214,7 +237,8 @@ def sweep(config: str | os.PathLike | dict | Config, grid: dict[str, list] | Non
             threads = max(1, (os.cpu_count() or 1) // workers)
             with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
                                      initializer=_init_worker, initargs=(threads,)) as pool:
-                futures = {pool.submit(run_point, base, p, str(directory / name)): name for p, name in pending}
+                futures = {pool.submit(run_point, base, p, str(directory / name), perfetto): name
+                           for p, name in pending}
                 waiting = set(futures)
                 while waiting:
                     finished, waiting = wait(waiting, return_when=FIRST_COMPLETED)
@@ -223,7 +247,7 @@ def sweep(config: str | os.PathLike | dict | Config, grid: dict[str, list] | Non
     return _write_results([_results_row(p, n, results[n]) for p, n in zip(todo, names)], directory)
 
 
-def _run_dask(address: str, base: dict, pending: list, directory: Path, record) -> None:
+def _run_dask(address: str, base: dict, pending: list, directory: Path, record, perfetto: str) -> None:
     try:
         from distributed import Client, as_completed  # noqa: PLC0415
     except ImportError:
@@ -235,7 +259,7 @@ def _run_dask(address: str, base: dict, pending: list, directory: Path, record) 
     try:
         warm_up()  # fills the kernel cache for workers on this machine
         client.run(warm_up)  # and each worker compiles or loads the kernels once, not once per point
-        futures = {client.submit(run_point, base, p, str(directory.resolve() / name), pure=False,
+        futures = {client.submit(run_point, base, p, str(directory.resolve() / name), perfetto, pure=False,
                                  key=f"aimcsim-{name}-{time.time_ns()}", retries=2): name for p, name in pending}
         remaining = len(futures)
         for fut in as_completed(futures):

@@ -115,31 +115,44 @@ class Tracer:
         return df.astype({"stage": "int64", "item": "int64", "start": "int64", "end": "int64", "version": "int64"})
 
 
-class TraceSink:
-    """Streams trace rows to ``trace.csv`` and ``trace.json`` through temporary files.
+PERFETTO_FORMATS = ("json", "gz", "none")  # trace.json, trace.json.gz (Perfetto opens both), or none
 
-    ``close()`` renames them into place; ``abort()`` removes them, so a file is either
-    complete or absent.
+
+class TraceSink:
+    """Streams trace rows to ``trace.csv`` and the Chrome/Perfetto trace through temporary files.
+
+    ``perfetto`` chooses the Perfetto file: ``json`` (``trace.json``), ``gz`` (``trace.json.gz``,
+    about a tenth of the size) or ``none``. ``close()`` renames the files into place;
+    ``abort()`` removes them, so a file is either complete or absent.
     """
 
-    def __init__(self, directory, clock_ghz: float = 1.0) -> None:
+    def __init__(self, directory, clock_ghz: float = 1.0, perfetto: str = "json") -> None:
+        import gzip  # noqa: PLC0415
         from pathlib import Path  # noqa: PLC0415
 
+        if perfetto not in PERFETTO_FORMATS:
+            raise ValueError(f"perfetto: must be one of {', '.join(PERFETTO_FORMATS)}, got {perfetto!r}")
         self.directory = Path(directory)
         self.us_per_cycle = 1e-3 / clock_ghz
         self.csv_path = self.directory / "trace.csv"
-        self.json_path = self.directory / "trace.json"
         self._csv_tmp = self.directory / ".trace.csv.partial"
-        self._json_tmp = self.directory / ".trace.json.partial"
         self._csv = open(self._csv_tmp, "w")
-        self._json = open(self._json_tmp, "w")
         self._csv.write(",".join(COLUMNS) + "\n")
-        self._json.write('{"displayTimeUnit": "ns", "traceEvents": [')
+        self._json = None
+        if perfetto != "none":
+            name = "trace.json" if perfetto == "json" else "trace.json.gz"
+            self.json_path = self.directory / name
+            self._json_tmp = self.directory / f".{name}.partial"
+            self._json = (open(self._json_tmp, "w") if perfetto == "json"
+                          else gzip.open(self._json_tmp, "wt", compresslevel=6))
+            self._json.write('{"displayTimeUnit": "ns", "traceEvents": [')
         self._first = True
         self._stages: set[int] = set()
 
     def write(self, rows: list[tuple]) -> None:
         self._csv.write("".join(",".join(map(str, r)) + "\n" for r in rows))
+        if self._json is None:
+            return
         events = []
         for row in rows:
             if row[0] not in self._stages:
@@ -150,20 +163,26 @@ class TraceSink:
             self._json.write(("" if self._first else ",") + ",".join(events))
             self._first = False
 
+    def _files(self) -> list:
+        files = [(self._csv, self._csv_tmp, self.csv_path)]
+        if self._json is not None:
+            files.append((self._json, self._json_tmp, self.json_path))
+        return files
+
     def close(self) -> None:
         import os  # noqa: PLC0415
 
-        self._json.write("]}")
-        self._csv.close()
-        self._json.close()
-        os.replace(self._csv_tmp, self.csv_path)
-        os.replace(self._json_tmp, self.json_path)
+        if self._json is not None:
+            self._json.write("]}")
+        for fh, tmp, path in self._files():
+            fh.close()
+            os.replace(tmp, path)
 
     def abort(self) -> None:
-        for fh, path in ((self._csv, self._csv_tmp), (self._json, self._json_tmp)):
+        for fh, tmp, _ in self._files():
             fh.close()
-            if path.exists():
-                path.unlink()
+            if tmp.exists():
+                tmp.unlink()
 
 
 def total_cycles(trace: pd.DataFrame) -> int:

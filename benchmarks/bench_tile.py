@@ -8,7 +8,10 @@ series, per operation.
 
     python benchmarks/bench_tile.py [--size 512] [--calls 400] [--series 5] [--json out.json]
 
-If aihwkit is importable (an optional side-by-side run, never in CI) the same protocol is
+aimcsim runs side by side with 1 and with 2 numba threads (two tiles, their series
+alternating; the thread count is set before each series), and the report gives the
+speed-up of the second thread. Results are bit-identical at any thread count (a test);
+only the time changes. If aihwkit is importable (an optional side-by-side run, never in CI) the same protocol is
 run on aihwkit's C++ CPU simulator in the same process, its series alternating with
 aimcsim's so that both see the same machine load, and the ratios are printed.
 """
@@ -69,14 +72,26 @@ def aihwkit_ops(size: int, rng: np.random.Generator) -> dict | None:
 
 
 def measure(simulators: dict, calls: int, series: int) -> dict:
-    """Median per simulator and op; the simulators' series alternate, so both see the same load."""
-    for ops in simulators.values():  # compile and warm up
+    """Median per simulator and op; the simulators' series alternate, so all see the same load.
+
+    ``simulators`` maps a name to (ops, numba threads or None); the thread count is set
+    before every series of that simulator.
+    """
+    import numba
+
+    def threads(n: int | None) -> None:
+        if n is not None:
+            numba.set_num_threads(n)
+
+    for ops, n in simulators.values():  # compile and warm up
+        threads(n)
         for op, reset, mk in ops.values():
             _series(op, 20, reset, mk)
-    times = {name: {op: [] for op in ops} for name, ops in simulators.items()}
+    times = {name: {op: [] for op in ops} for name, (ops, _) in simulators.items()}
     for op_name in ("update", "forward", "backward"):
         for _ in range(series):
-            for name, ops in simulators.items():
+            for name, (ops, n) in simulators.items():
+                threads(n)
                 op, reset, mk = ops[op_name]
                 times[name][op_name] += _series(op, calls, reset, mk)
     return {name: {op: float(np.median(t)) for op, t in per_op.items()} for name, per_op in times.items()}
@@ -90,24 +105,28 @@ def main() -> None:
     parser.add_argument("--json", help="also write the medians to this file")
     args = parser.parse_args()
     rng = np.random.default_rng(1234)
-    simulators = {"aimcsim": aimcsim_ops(args.size, rng)}
+    import numba
+
+    two = min(2, numba.config.NUMBA_NUM_THREADS)
+    simulators = {"1 thread": (aimcsim_ops(args.size, rng), 1), f"{two} threads": (aimcsim_ops(args.size, rng), two)}
     aihwkit = aihwkit_ops(args.size, rng)
     if aihwkit is not None:
-        simulators["aihwkit"] = aihwkit
+        simulators["aihwkit"] = (aihwkit, None)
     medians = measure(simulators, args.calls, args.series)
-    ours, theirs = medians["aimcsim"], medians.get("aihwkit")
+    one, ours, theirs = medians["1 thread"], medians[f"{two} threads"], medians.get("aihwkit")
     goals = {"update": 400.0, "forward": 30.0, "backward": 15.0}
     print(f"{args.size}x{args.size} soft_bounds tile, median of {args.calls * args.series} calls per op (us)")
-    print(f"{'op':10s}{'aimcsim':>10s}{'goal':>8s}" + (f"{'aihwkit':>10s}{'speed-up':>10s}" if theirs else ""))
+    print(f"{'op':10s}{'1 thread':>10s}{f'{two} threads':>11s}{'speed-up':>10s}{'goal':>8s}"
+          + (f"{'aihwkit':>10s}{'vs aihwkit':>12s}" if theirs else ""))
     for op in ("update", "forward", "backward"):
-        goal = f"{goals[op]:8.0f}" if op in goals else f"{'':8s}"
-        line = f"{op:10s}{ours[op]:10.1f}{goal}"
+        line = f"{op:10s}{one[op]:10.1f}{ours[op]:11.1f}{one[op] / ours[op]:9.2f}x{goals[op]:8.0f}"
         if theirs and op in theirs:
-            line += f"{theirs[op]:10.1f}{theirs[op] / ours[op]:9.2f}x"
+            line += f"{theirs[op]:10.1f}{theirs[op] / ours[op]:11.2f}x"
         print(line)
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump({"aimcsim_us": ours, "aihwkit_us": theirs, "goals_us": goals}, fh, indent=2)
+            json.dump({"aimcsim_1_thread_us": one, "aimcsim_us": ours, "aihwkit_us": theirs, "goals_us": goals},
+                      fh, indent=2)
 
 
 if __name__ == "__main__":

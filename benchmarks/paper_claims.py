@@ -9,9 +9,9 @@ markers of docs/results.md, per timing: samples to target, cycles to target, uti
 maximum staleness and final test accuracy (mean +- std over seeds), and the measured cycle
 ratios next to the formulas of claim (b). Text outside the markers is left as it is.
 
-Learning rates give every sample the same step: ``async`` and ``sequential`` update after
-each micro-batch with lr; ``gpipe`` averages the M micro-batches of a mini-batch, so it
-uses M * lr (each of its M rank-one updates then applies lr, as async does).
+Every sample gets the same step: ``async`` and ``sequential`` update after each micro-batch
+with lr, and the config's ``train.minibatch_reduction: sum`` makes ``gpipe`` apply each of
+its M micro-batches with lr too (the same arithmetic as averaging them with M * lr).
 """
 
 from __future__ import annotations
@@ -43,11 +43,8 @@ def run_all(seeds: int, epochs: float, out: Path, workers: int) -> pd.DataFrame:
     for timing in ("ideal", "rf25"):
         for schedule in SCHEDULES:
             cfg = base_config(epochs)
-            m = cfg["pipeline"]["microbatches"]
             cfg["pipeline"]["schedule"] = schedule
             cfg["timing"] = {"preset": timing}
-            if schedule == "gpipe":
-                cfg["train"]["lr"] = cfg["train"]["lr"] * m
             grid = {"pipeline.stages": STAGES, "seed": list(range(seeds))}
             t = aimcsim.sweep(cfg, grid, out=out / timing / schedule, workers=workers, quiet=False)
             t["timing"] = timing
