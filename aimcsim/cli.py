@@ -168,7 +168,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
     ax = timeline(trace, end=end)
     ax.set_title(f"{summary['schedule']}, K={summary['stages']}: first {end:,} cycles")
     ax.figure.tight_layout()
-    ax.figure.savefig(out / "timeline.png", dpi=120)
+    ax.figure.savefig(out / "timeline.png", dpi=120, bbox_inches="tight")
     written.append(out / "timeline.png")
     fig = training_curves(metrics, summary.get("target_metric"), summary.get("target_value"),
                           title=f"{summary['schedule']}, K={summary['stages']}")

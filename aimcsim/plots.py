@@ -5,6 +5,8 @@ Plotting is kept apart from simulation; matplotlib is imported only when a plot 
 
 from __future__ import annotations
 
+import textwrap
+
 import pandas as pd
 
 from .devices import plot_response  # noqa: F401 - re-exported: the device response plot
@@ -48,8 +50,7 @@ def timeline(trace: pd.DataFrame, start: int = 0, end: int | None = None, ax=Non
     ax.set_yticks(range(stages), [f"acc {k}" for k in range(stages)])
     ax.set_xlabel("simulated time (clock cycles)")
     ax.legend(handles=[Patch(color=kind.color, label=f"{code} {kind.name}") for code, kind in OPS.items()],
-              ncol=len(OPS), fontsize=8,
-              loc="upper right", bbox_to_anchor=(1.0, 1.25), frameon=False)
+              ncol=len(OPS), fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.35), frameon=False)
     return ax
 
 
@@ -115,6 +116,8 @@ def training_curves(metrics: pd.DataFrame, target_metric: str | None = None, tar
 
 SWEEP_PANELS = [("sample_complexity", "samples to target"), ("cycle_complexity", "clock cycles to target"),
                 ("final_test_accuracy", "final test accuracy (fraction correct)")]
+AXIS_NAMES = {"pipeline.stages": "pipeline depth K (accelerators)", "pipeline.schedule": "schedule",
+              "schedule": "schedule"}
 
 
 def sweep_plot(results: pd.DataFrame, x: str = "pipeline.stages", by: str = "pipeline.schedule"):
@@ -122,41 +125,49 @@ def sweep_plot(results: pd.DataFrame, x: str = "pipeline.stages", by: str = "pip
 
     Points that differ only in other keys (seeds) are pooled: the line is their mean and the
     band their min-max spread. In the complexity panels a hollow marker means that some of a
-    point's runs missed the target (the mean is over those that reached it), and a note under
-    the panel names every point that missed, with how many of its runs did.
+    point's runs missed the target (the mean is over those that reached it); where none
+    reached it the line breaks and an x sits on the panel's top edge; a note under the panel
+    names every point that missed, with how many of its runs reached the target.
 
     Returns the matplotlib figure (three panels, each with a legend and labelled axes).
     """
     import matplotlib.pyplot as plt  # noqa: PLC0415
+    import matplotlib.transforms as transforms  # noqa: PLC0415
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.6))
     groups = list(results.groupby(by)) if by in results.columns else [("all", results)]
+    outside = []  # drawn outside the axes: left out of tight_layout, kept in the saved figure
     for ax, (column, ylabel) in zip(axes, SWEEP_PANELS):
         missed_notes = []
+        top_edge = transforms.blended_transform_factory(ax.transData, ax.transAxes)
         for label, rows in groups:
             if column not in rows.columns:
                 continue
-            runs = rows.groupby(x)[column]
-            stats = runs.agg(["mean", "min", "max", "count", "size"]).sort_index()
-            reached = stats[stats["count"] > 0]
-            if reached.empty:
-                line, = ax.plot([], [], marker="o", label=f"{label} (never reached)")
-            else:
-                line, = ax.plot(reached.index, reached["mean"], marker="o", label=str(label))
-                ax.fill_between(reached.index, reached["min"], reached["max"], color=line.get_color(), alpha=0.2)
-                partial = reached[reached["count"] < reached["size"]]
-                ax.plot(partial.index, partial["mean"], ls="none", marker="o", markersize=9,
-                        markerfacecolor="white", markeredgecolor=line.get_color())
+            stats = rows.groupby(x)[column].agg(["mean", "min", "max", "count", "size"]).sort_index()
+            line, = ax.plot(stats.index, stats["mean"], marker="o", label=str(label))  # NaN breaks the line
+            color = line.get_color()
+            ax.fill_between(stats.index, stats["min"], stats["max"], color=color, alpha=0.2)
+            partial = stats[(stats["count"] > 0) & (stats["count"] < stats["size"])]
+            ax.plot(partial.index, partial["mean"], ls="none", marker="o", markersize=9,
+                    markerfacecolor="white", markeredgecolor=color)
+            never = stats[stats["count"] == 0]
+            marks, = ax.plot(never.index, [1.0] * len(never), ls="none", marker="x", markersize=9, color=color,
+                             transform=top_edge, clip_on=False)
+            outside.append(marks)
             if "complexity" in column:
                 for value, row in stats[stats["count"] < stats["size"]].iterrows():
                     missed_notes.append(f"{label} at {value}: {int(row['count'])}/{int(row['size'])} reached")
-        ax.set(xlabel=x, ylabel=ylabel, title=ylabel)
+        ax.set(xlabel=AXIS_NAMES.get(x, x), ylabel=ylabel, title=ylabel)
         if results[x].dtype.kind in "iu" and results[x].min() > 0:
             ax.set_xscale("log", base=2)
             ax.set_xticks(sorted(results[x].unique()), [str(v) for v in sorted(results[x].unique())])
-        ax.legend(title=by, fontsize=8)
+        ax.legend(title=AXIS_NAMES.get(by, by), fontsize=8)
         if missed_notes:
-            ax.annotate("missed the target: " + "; ".join(missed_notes), xy=(0, -0.2), xycoords="axes fraction",
-                        fontsize=7, va="top", wrap=True)
-    fig.tight_layout()
+            note = textwrap.fill("missed the target (x: no run reached it): " + "; ".join(missed_notes), 80)
+            outside.append(ax.annotate(note, xy=(0, -0.2), xycoords="axes fraction", fontsize=7, va="top"))
+    for artist in outside:
+        artist.set_in_layout(False)
+    fig.tight_layout(rect=(0, 0.08 if any(isinstance(a, plt.Annotation) for a in outside) else 0, 1, 1))
+    for artist in outside:
+        artist.set_in_layout(True)
     return fig

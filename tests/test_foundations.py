@@ -327,10 +327,12 @@ def test_sweep_png_marks_the_points_that_missed_the_target():
         "final_test_accuracy": [0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2]})
     fig = sweep_plot(results)
     assert all(ax.get_legend() is not None and ax.get_ylabel() for ax in fig.axes)
-    notes = " ".join(t.get_text() for t in fig.axes[0].texts)
+    notes = " ".join(" ".join(t.get_text().split()) for t in fig.axes[0].texts)
     assert "async at 2: 1/2 reached" in notes and "gpipe at 2: 0/2 reached" in notes
     hollow = [line for line in fig.axes[0].get_lines() if line.get_markerfacecolor() == "white"]
     assert sum(len(line.get_xdata()) for line in hollow) == 1  # async at K = 2: one of two seeds reached
+    crosses = [line for line in fig.axes[0].get_lines() if line.get_marker() == "x"]
+    assert sum(len(line.get_xdata()) for line in crosses) == 1  # gpipe at K = 2: no seed reached
 
 
 # ------------------------------------------------------------- thread counts
