@@ -30,7 +30,6 @@ import simpy
 
 from ..cost import CostModel
 from ..errors import ConfigError
-from ..kernels import all_finite
 from ..network import LossHead, Stage
 from ..ops import BACKWARD, FORWARD, UPDATE
 from ..trace import TraceRow
