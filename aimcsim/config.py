@@ -16,12 +16,12 @@ import yaml
 from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator,
                       model_validator)
 
+from .cost import TimingModel, parse_timing
+from .data import check_data_files
 from .devices import parse_device
 from .errors import ConfigError, did_you_mean, from_validation_error, parse_model
 from .params import IOParameters, UpdateParameters, parse_backward_io
 from .sim.schedules import SCHEDULES
-from .cost import TimingModel, parse_timing
-from .data import check_data_files
 
 TARGET_METRICS = ("train_loss", "test_loss", "test_accuracy", "grad_norm_sq")
 

@@ -3,8 +3,8 @@
 A layer (a :class:`Block`) is one crossbar holding [W | b] (the bias is the last column,
 driven by a constant input 1, as aihwkit's analog bias; built by
 :func:`~aimcsim.crossbar.make_crossbar` from the device config) followed by a digital
-activation; the last layer feeds the loss (:class:`LossHead`). Everything between tiles (activations, loss and
-its gradient) runs in the accelerator's periphery, in float32.
+activation; the last layer feeds the loss (:class:`LossHead`). Everything between tiles
+(activations, loss and its gradient) runs in the accelerator's periphery, in float32.
 
 A :class:`Stage` is a contiguous run of layers with the per-item state the pipeline needs:
 ``forward`` keeps each micro-batch's layer inputs until its ``backward``; ``backward``
@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .crossbar import Crossbar, make_crossbar
 from .errors import ConfigError
 from .kernels import all_finite
-from .crossbar import Crossbar, make_crossbar
 from .layers import Cache, col2im, im2col
 from .ops import OpReport
 
