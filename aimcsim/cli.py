@@ -109,6 +109,13 @@ def _print_summary(s: dict, out: Path) -> None:
     if s["target_metric"]:
         lines.append(f"target            {target}: sample complexity {_fmt(s['sample_complexity'], ',')}, "
                      f"cycle complexity {_fmt(s['cycle_complexity'], ',')}")
+    if "energy_pj" in s:
+        parts = ", ".join(f"{part} {value / s['energy_pj']:.0%}" for part, value in s["energy_by_op"].items() if value)
+        to_target = "n/a" if s["energy_complexity_pj"] is None else f"{s['energy_complexity_pj'] / 1e6:,.3f} uJ"
+        per_sample = "n/a" if s["energy_per_sample_pj"] is None else f"{s['energy_per_sample_pj'] / 1e3:,.2f} nJ"
+        lines += [f"energy            {s['energy_pj'] / 1e6:,.3f} uJ ({s['energy_preset']}), {per_sample} per sample, "
+                  f"to target {to_target}",
+                  f"energy by op      {parts}"]
     lines += [
         f"utilization       {util} (bubble fraction {s['bubble_fraction']:.3f})",
         f"max staleness     {stale}",
@@ -147,7 +154,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
     matplotlib.use("Agg")
     import pandas as pd  # noqa: PLC0415
 
-    from .plots import timeline, training_curves  # noqa: PLC0415
+    from .plots import energy_breakdown, timeline, training_curves  # noqa: PLC0415
 
     run_dir = Path(args.run_dir)
     if args.cycles is not None and args.cycles < 1:
@@ -174,6 +181,10 @@ def cmd_plot(args: argparse.Namespace) -> int:
                           title=f"{summary['schedule']}, K={summary['stages']}")
     fig.savefig(out / "curves.png", dpi=120)
     written.append(out / "curves.png")
+    if "energy_by_op" in summary:
+        fig = energy_breakdown(summary, metrics)
+        fig.savefig(out / "energy.png", dpi=120)
+        written.append(out / "energy.png")
     for path in written:
         print(path)
     return EXIT_OK
@@ -248,9 +259,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     plot = sub.add_parser("plot", help="draw a run's timeline and curves, or a sweep's complexities, as PNG",
                           description="For a run directory: timeline.png (accelerators as rows, F/B/U and transfers "
-                                      "colored, bubbles white) and curves.png (loss and accuracy against samples and "
-                                      "cycles). For a sweep directory: sweep.png (sample and cycle complexity and "
-                                      "final accuracy against pipeline depth, one line per schedule).")
+                                      "colored, bubbles white), curves.png (loss and accuracy against samples and "
+                                      "cycles) and, with an energy preset, energy.png (energy by op, and against "
+                                      "samples). For a sweep directory: sweep.png (sample, cycle and energy "
+                                      "complexity and final accuracy against pipeline depth, one line per schedule).")
     plot.add_argument("run_dir", metavar="RUN_DIR", help="a run or sweep directory")
     plot.add_argument("--out", metavar="DIR", help="where to write the PNGs (default: RUN_DIR)")
     plot.add_argument("--cycles", type=int, help="timeline window in cycles (default: about 40 ops)")

@@ -1,7 +1,7 @@
 """Run configuration: YAML (or a dict) -> validated, typed config, with dotted overrides.
 
 Sections and keys are those of the design card (``seed``, ``data``, ``model``, ``device``,
-``update``, ``io``, ``pipeline``, ``timing``, ``train``). Unknown keys, wrong types, values
+``update``, ``io``, ``pipeline``, ``timing``, ``energy``, ``train``). Unknown keys, wrong types, values
 out of range and inconsistent settings are rejected before anything runs, with a one-line
 :class:`~aimcsim.errors.ConfigError` that names the key path.
 """
@@ -16,7 +16,7 @@ import yaml
 from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator,
                       model_validator)
 
-from .cost import TimingModel, parse_timing
+from .cost import EnergyModel, TimingModel, parse_energy, parse_timing
 from .data import check_data_files
 from .devices import parse_device
 from .errors import ConfigError, did_you_mean, from_validation_error, parse_model
@@ -122,6 +122,7 @@ class Config(_Section):
     io: IOConfig = Field(default_factory=IOConfig)
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
     timing: dict = Field(default_factory=dict)
+    energy: dict = Field(default_factory=dict)
     train: TrainConfig = Field(default_factory=TrainConfig)
     sweep: dict | None = Field(None, description="optional sweep grid (see aimcsim sweep)")
 
@@ -162,7 +163,10 @@ class Config(_Section):
         return parse_backward_io(self.io.backward, "io.backward")
 
     def timing_model(self) -> TimingModel:
-        return parse_timing(self.timing, "timing")
+        return parse_timing(self.timing, "timing", link_bits_used=self.energy_model().enabled)
+
+    def energy_model(self) -> EnergyModel:
+        return parse_energy(self.energy, "energy")
 
     def resolved(self) -> dict:
         """The fully resolved configuration (every default filled in) as plain data."""
@@ -171,7 +175,9 @@ class Config(_Section):
         out["update"] = self.update_params().model_dump(mode="json")
         out["io"] = {"forward": self.forward_io().model_dump(mode="json"),
                      "backward": self.backward_io().model_dump(mode="json")}
-        out["timing"] = self.timing_model().applicable()
+        energy = self.energy_model()
+        out["timing"] = self.timing_model().applicable(link_bits_used=energy.enabled)
+        out["energy"] = energy.applicable()
         if out.get("sweep") is None:
             out.pop("sweep", None)
         return out
@@ -234,6 +240,7 @@ def load_config(path_or_dict: str | Path | dict | Config, overrides: list[str] |
     config.update_params()
     config.forward_io()
     config.backward_io()
+    config.energy_model()
     config.timing_model()
     check_data_files(config.data)
     return config

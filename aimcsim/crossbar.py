@@ -89,17 +89,22 @@ def tile_seed(layer_seed: int, row: int, col: int, single: bool) -> int:
     return int(seed_key(layer_seed, 0x711E, row, col)) >> 1
 
 
-def combine_reports(op: str, reports: list[OpReport], blocks_summed: int = 1) -> OpReport:
-    """One layer op from its tiles' reports: tiles work in parallel, so the slowest counts.
+def combine_reports(op: str, reports: list[OpReport], blocks_summed: int = 1, width: int = 0) -> OpReport:
+    """One layer op from its tiles' reports: tiles work in parallel, so for time the slowest
+    counts; conversions, cells, pulses and line slots add up over the tiles.
 
-    ``blocks_summed`` tiles contribute to each output, so the periphery adds
-    ``blocks_summed - 1`` partial outputs per vector.
+    ``blocks_summed`` tiles contribute to each of the ``width`` outputs, so the periphery adds
+    ``blocks_summed - 1`` partial outputs per vector; its digital work is one operation per
+    layer output (activation, derivative or loss element) plus one per partial-output addition.
     """
     vectors = max(r.vectors for r in reports)
     return OpReport(op, vectors, passes=max(r.passes for r in reports),
                     pulse_slots=max(r.pulse_slots for r in reports), max_bl=max(r.max_bl for r in reports),
                     coincidences=sum(r.coincidences for r in reports),
-                    partial_sums=vectors * (blocks_summed - 1))
+                    partial_sums=vectors * (blocks_summed - 1),
+                    dac=sum(r.dac for r in reports), adc=sum(r.adc for r in reports),
+                    cells=sum(r.cells for r in reports), line_slots=sum(r.line_slots for r in reports),
+                    digital=vectors * width * blocks_summed)
 
 
 class TileGrid:
@@ -154,7 +159,8 @@ class TileGrid:
                 out[:, target] += read(np.ascontiguousarray(values[:, source]))
                 reports.append(tile.last_report)
         edges = self.row_edges if transposed else self.col_edges
-        self.last_report = combine_reports(BACKWARD if transposed else FORWARD, reports, len(edges) - 1)
+        self.last_report = combine_reports(BACKWARD if transposed else FORWARD, reports, len(edges) - 1,
+                                           self.in_size if transposed else self.out_size)
         return out
 
     def update(self, x: np.ndarray, d: np.ndarray, lr: float) -> None:

@@ -2,7 +2,8 @@
 
 An op kind is a trace code (``F``), a readable name, whether it occupies its accelerator
 (``busy``: counted in utilization), the cost rule that prices it (``charge``: a read, an
-update or a link transfer; see :mod:`aimcsim.cost`) and the color the timeline draws it in.
+update or a link transfer; see :mod:`aimcsim.cost`), the part of the energy breakdown its
+energy belongs to, and the color the timeline draws it in.
 Schedules, accelerators, links, the tracer, the cost model and the plots all read this
 table instead of spelling op names, so a new op (a compound tile's transfer, an
 input-gradient-only backward) is one :func:`register` call plus the component that
@@ -32,6 +33,7 @@ class OpKind:
     charge: Charge   # the cost rule that prices it (aimcsim.cost)
     color: str       # timeline color
     fixed_key: str | None = None  # timing key of a fixed per-op cost (e.g. "forward_cycles"), if any
+    part: str | None = None  # the energy_by_op part its energy goes to (aimcsim.cost.ENERGY_PARTS); default: code
 
 
 OPS: dict[str, OpKind] = {}
@@ -48,8 +50,8 @@ def register(kind: OpKind) -> str:
 FORWARD = register(OpKind("F", "forward", True, "read", "#4C72B0", "forward_cycles"))
 BACKWARD = register(OpKind("B", "backward", True, "read", "#DD8452", "backward_cycles"))
 UPDATE = register(OpKind("U", "update", True, "update", "#55A868", "update_cycles"))
-SEND_ACTIVATIONS = register(OpKind("TF", "send activations", False, "link", "#B0C4DE"))
-SEND_ERRORS = register(OpKind("TB", "send errors", False, "link", "#F5CBA7"))
+SEND_ACTIVATIONS = register(OpKind("TF", "send activations", False, "link", "#B0C4DE", part="links"))
+SEND_ERRORS = register(OpKind("TB", "send errors", False, "link", "#F5CBA7", part="links"))
 
 
 def busy_ops() -> tuple[str, ...]:
@@ -64,6 +66,10 @@ class OpReport(NamedTuple):
     bound management (reads only); pulse_slots: sum over vectors of the realised BL;
     max_bl: the longest pulse train; coincidences: device pulses fired (updates only);
     partial_sums: vectors times the extra tiles whose outputs the periphery adds (split layers).
+    For energy: dac / adc: conversions (one per driven / sensed line per pass); cells:
+    cross-points read (per pass); line_slots: pulse slots driven on row and column lines
+    (BL x lines per vector); digital: periphery element operations (an activation, its
+    derivative or a loss element per output, and every partial-output addition).
     A named tuple: every tile operation makes one, so it must be cheap to build.
     """
 
@@ -74,6 +80,11 @@ class OpReport(NamedTuple):
     max_bl: int = 0
     coincidences: int = 0
     partial_sums: int = 0  # digital additions of partial outputs (a layer split over tiles)
+    dac: int = 0
+    adc: int = 0
+    cells: int = 0
+    line_slots: int = 0
+    digital: int = 0
 
 
 class LinkReport(NamedTuple):

@@ -1,4 +1,4 @@
-"""Plots: pipeline timeline (Gantt), training curves, device response.
+"""Plots: pipeline timeline (Gantt), training curves, energy breakdown, sweeps, device response.
 
 Plotting is kept apart from simulation; matplotlib is imported only when a plot is made.
 """
@@ -114,14 +114,48 @@ def training_curves(metrics: pd.DataFrame, target_metric: str | None = None, tar
     return fig
 
 
+def energy_breakdown(summary: dict, metrics: pd.DataFrame | None = None):
+    """A run's energy by op (a stacked bar: F, B, U, transfers, links, digital periphery,
+    static power) and, given the metrics, the cumulative energy against samples trained.
+
+    Returns the matplotlib figure.
+    """
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    parts = {k: v for k, v in summary["energy_by_op"].items()}
+    fig, axes = plt.subplots(1, 2 if metrics is not None and "energy_pj" in metrics else 1, figsize=(11, 4),
+                             squeeze=False)
+    ax = axes[0, 0]
+    bottom = 0.0
+    for k, (part, value) in enumerate(parts.items()):
+        ax.bar([0], [value / 1e6], bottom=bottom / 1e6, color=f"C{k}",
+               label=f"{part}: {value / 1e6:,.3f} uJ ({value / summary['energy_pj']:.0%})")
+        bottom += value
+    ax.set(xticks=[], ylabel="energy (uJ)", title=f"energy by op, {summary['energy_pj'] / 1e6:,.3f} uJ in all")
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    if axes.shape[1] == 2:
+        ax = axes[0, 1]
+        ax.plot(metrics["samples"], metrics["energy_pj"] / 1e6, marker=".")
+        ax.set(xlabel="samples trained", ylabel="cumulative energy (uJ)", title="energy against samples")
+        if summary.get("energy_complexity_pj") is not None:
+            ax.axhline(summary["energy_complexity_pj"] / 1e6, color="0.3", ls="--", lw=1,
+                       label="energy to target")
+            ax.legend(fontsize=8)
+    fig.suptitle(f"{summary['schedule']}, K={summary['stages']} ({summary.get('energy_preset')})")
+    fig.tight_layout()
+    return fig
+
+
 SWEEP_PANELS = [("sample_complexity", "samples to target"), ("cycle_complexity", "clock cycles to target"),
+                ("energy_complexity_pj", "energy to target (pJ)"),
                 ("final_test_accuracy", "final test accuracy (fraction correct)")]
 AXIS_NAMES = {"pipeline.stages": "pipeline depth K (accelerators)", "pipeline.schedule": "schedule",
               "schedule": "schedule"}
 
 
 def sweep_plot(results: pd.DataFrame, x: str = "pipeline.stages", by: str = "pipeline.schedule"):
-    """Sample complexity, clock-cycle complexity and final accuracy against ``x``, one line per ``by``.
+    """Sample complexity, clock-cycle complexity, energy complexity (when the sweep accounted
+    energy) and final accuracy against ``x``, one line per ``by``.
 
     Points that differ only in other keys (seeds) are pooled: the line is their mean and the
     band their min-max spread. In the complexity panels a hollow marker means that some of a
@@ -129,15 +163,16 @@ def sweep_plot(results: pd.DataFrame, x: str = "pipeline.stages", by: str = "pip
     reached it the line breaks and an x sits on the panel's top edge; a note under the panel
     names every point that missed, with how many of its runs reached the target.
 
-    Returns the matplotlib figure (three panels, each with a legend and labelled axes).
+    Returns the matplotlib figure (three or four panels, each with a legend and labelled axes).
     """
     import matplotlib.pyplot as plt  # noqa: PLC0415
     import matplotlib.transforms as transforms  # noqa: PLC0415
 
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.6))
+    panels = [(c, label) for c, label in SWEEP_PANELS if c != "energy_complexity_pj" or c in results.columns]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4.6))
     groups = list(results.groupby(by)) if by in results.columns else [("all", results)]
     outside = []  # drawn outside the axes: left out of tight_layout, kept in the saved figure
-    for ax, (column, ylabel) in zip(axes, SWEEP_PANELS):
+    for ax, (column, ylabel) in zip(axes, panels):
         missed_notes = []
         top_edge = transforms.blended_transform_factory(ax.transData, ax.transAxes)
         for label, rows in groups:

@@ -83,6 +83,24 @@ def summarize(engine: Engine, wall: float) -> dict:
         "trace_rows": tracer.n_rows,
         "events": engine.event_counter[0],
         "wall_seconds": wall,
+        **energy_summary(engine),
+    }
+
+
+def energy_summary(engine: Engine) -> dict:
+    """summary.json's energy fields (none without an energy preset): the run's energy (every
+    op and static power over the whole run), per trained sample, to the target, and by part."""
+    if not engine.energy.enabled:
+        return {}
+    cycles = engine.tracer.end
+    static = engine.cost.static_pj(cycles, len(engine.stages))
+    total = engine.tracer.energy_pj + static
+    return {
+        "energy_preset": engine.energy.preset,
+        "energy_pj": total,
+        "energy_per_sample_pj": total / engine.samples if engine.samples else None,
+        "energy_complexity_pj": engine.evaluator.energy_complexity,
+        "energy_by_op": {**engine.cost.energy_by_part, "static": static},
     }
 
 
@@ -108,10 +126,10 @@ def simulate(config: Config | dict | str | os.PathLike, out: str | os.PathLike |
     try:
         if directory is not None:
             directory.mkdir(parents=True, exist_ok=True)
-            sink = tr.TraceSink(directory, cfg.timing_model().clock_ghz, perfetto)
+            sink = tr.TraceSink(directory, cfg.timing_model().clock_ghz, perfetto, cfg.energy_model().enabled)
         engine = Engine(cfg, progress=progress, sink=sink)
         engine.run()  # ends with a last tracer digest: every row is written or in memory
-        metrics = pd.DataFrame(engine.metrics, columns=METRIC_COLUMNS)
+        metrics = pd.DataFrame(engine.metrics, columns=METRIC_COLUMNS + (["energy_pj"] if engine.energy.enabled else []))
         summary = summarize(engine, time.perf_counter() - t0)
         if sink is None:
             return Result(summary, metrics, engine.tracer.frame(), cfg)

@@ -37,6 +37,7 @@ SUMMARY_COLUMNS = ["status", "message", "schedule", "stages", "microbatches", "m
                    "cycles", "time_ns", "final_train_loss", "final_test_loss", "final_test_accuracy",
                    "target_metric", "target_value", "sample_complexity", "cycle_complexity", "bubble_fraction",
                    "utilization", "staleness", "diverged_at_sample", "events", "wall_seconds"]
+ENERGY_COLUMNS = ["energy_pj", "energy_per_sample_pj", "energy_complexity_pj", "energy_by_op"]  # with an energy preset
 
 
 def parse_grid(items: list[str]) -> dict[str, list]:
@@ -146,9 +147,9 @@ class _Progress:
 
 def _results_row(overrides: dict, name: str, summary: dict) -> dict:
     row = {"point": name, **overrides}
-    for key in SUMMARY_COLUMNS:
+    for key in SUMMARY_COLUMNS + [k for k in ENERGY_COLUMNS if k in summary]:
         value = summary.get(key)
-        row[key] = json.dumps(value) if isinstance(value, list) else value
+        row[key] = json.dumps(value) if isinstance(value, (list, dict)) else value
     util = summary.get("utilization")
     stale = summary.get("staleness")
     row["utilization_mean"] = sum(util) / len(util) if util else None

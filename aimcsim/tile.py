@@ -108,7 +108,9 @@ class AnalogTile:
             passes = kernels.analog_read(self._weights, rows, transposed, io, self._read_state, out)
             if passes == kernels.NONFINITE:
                 raise ConfigError(f"{name}: must be finite (found NaN or inf)")
-        self.last_report = OpReport(op, rows.shape[0], passes)
+        n_out = self.in_size if transposed else self.out_size
+        self.last_report = OpReport(op, rows.shape[0], passes, dac=passes * width, adc=passes * n_out,
+                                    cells=passes * self._weights.size, digital=rows.shape[0] * n_out)
         return out[0] if single else out
 
     def forward(self, x: object) -> np.ndarray:
@@ -150,7 +152,8 @@ class AnalogTile:
                 up.update_management or up.update_bl_management, up.um_grad_scale,
                 up.pulse_type == "deterministic_implicit", key)
             self.last_report = OpReport(UPDATE, n, pulse_slots=int(slots), max_bl=int(max_bl),
-                                        coincidences=int(fired))
+                                        coincidences=int(fired),
+                                        line_slots=int(slots) * (self.out_size + self.in_size))
 
     def __repr__(self) -> str:
         return (f"AnalogTile({self.out_size}, {self.in_size}, device={self.device.type!r}, "

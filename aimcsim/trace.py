@@ -37,20 +37,30 @@ class TraceRow(NamedTuple):
     start: int   # cycles
     end: int
     version: int  # updates the stage's weights had received when the op started
+    energy_pj: float = 0.0  # what the op cost (a run with an energy preset writes this column)
 
 
-COLUMNS = list(TraceRow._fields)
+ALL_COLUMNS = list(TraceRow._fields)
+COLUMNS = ALL_COLUMNS[:-1]  # without energy: the columns of a run that accounts no energy
+
+
+def columns(energy: bool) -> list[str]:
+    """The trace columns of a run that does (or does not) account energy."""
+    return ALL_COLUMNS if energy else COLUMNS
 
 
 def _thread_event(stage: int) -> dict:
     return {"name": "thread_name", "ph": "M", "pid": 0, "tid": int(stage), "args": {"name": f"accelerator {stage}"}}
 
 
-def _span_event(stage, op, item, start, end, version, us_per_cycle: float) -> dict:
+def _span_event(row: tuple, us_per_cycle: float, energy: bool) -> dict:
+    stage, op, item, start, end, version = row[:6]
     kind = OPS.get(op)
+    args = {"item": int(item), "version": int(version)}
+    if energy:
+        args["energy_pj"] = float(row[6])
     return {"name": f"{op}{item}", "cat": kind.name if kind else op, "ph": "X", "pid": 0, "tid": int(stage),
-            "ts": start * us_per_cycle, "dur": (end - start) * us_per_cycle,
-            "args": {"item": int(item), "version": int(version)}}
+            "ts": start * us_per_cycle, "dur": (end - start) * us_per_cycle, "args": args}
 
 
 class Tracer:
@@ -65,9 +75,12 @@ class Tracer:
     of ops needs bounded memory. Either way the statistics equal what the full trace gives.
     """
 
-    def __init__(self, stages: int, sink: "TraceSink | None" = None, chunk_rows: int = 100_000) -> None:
+    def __init__(self, stages: int, sink: "TraceSink | None" = None, chunk_rows: int = 100_000,
+                 energy: bool = False) -> None:
         self.stages = stages
         self.sink = sink
+        self.energy = energy  # rows carry their energy; the tracer adds it up
+        self.energy_pj = 0.0  # of the rows digested so far, in row order
         self.chunk_rows = chunk_rows
         self.rows: list[TraceRow] = []
         self.record = self.rows.append
@@ -87,7 +100,13 @@ class Tracer:
         rows, busy, stale, forward_version = self.rows, self.busy, self.max_staleness, self._forward_version
         end = self.end
         compute = self._busy_ops
-        for stage, op, item, start, stop, version in rows[self._digested:]:
+        new = rows[self._digested:]
+        if self.energy:
+            energy = self.energy_pj
+            for row in new:
+                energy += row[6]
+            self.energy_pj = energy
+        for stage, op, item, start, stop, version, *_ in new:
             if stop > end:
                 end = stop
             if op in compute:
@@ -109,9 +128,17 @@ class Tracer:
     def utilization(self) -> list[float]:
         return [b / self.end if self.end else 0.0 for b in self.busy]
 
+    def energy_so_far(self) -> float:
+        """Energy of every row recorded so far (digested or not), added in row order."""
+        energy = self.energy_pj
+        for row in self.rows[self._digested:]:
+            energy += row[6]
+        return energy
+
     def frame(self) -> pd.DataFrame:
         """The rows kept in memory (all of them when there is no sink)."""
-        df = pd.DataFrame(self.rows, columns=COLUMNS)
+        cols = columns(self.energy)
+        df = pd.DataFrame([row[:len(cols)] for row in self.rows], columns=cols)
         return df.astype({"stage": "int64", "item": "int64", "start": "int64", "end": "int64", "version": "int64"})
 
 
@@ -126,7 +153,7 @@ class TraceSink:
     ``abort()`` removes them, so a file is either complete or absent.
     """
 
-    def __init__(self, directory, clock_ghz: float = 1.0, perfetto: str = "json") -> None:
+    def __init__(self, directory, clock_ghz: float = 1.0, perfetto: str = "json", energy: bool = False) -> None:
         import gzip  # noqa: PLC0415
         from pathlib import Path  # noqa: PLC0415
 
@@ -136,8 +163,10 @@ class TraceSink:
         self.us_per_cycle = 1e-3 / clock_ghz
         self.csv_path = self.directory / "trace.csv"
         self._csv_tmp = self.directory / ".trace.csv.partial"
+        self.energy = energy
+        self._width = len(columns(energy))
         self._csv = open(self._csv_tmp, "w")
-        self._csv.write(",".join(COLUMNS) + "\n")
+        self._csv.write(",".join(columns(energy)) + "\n")
         self._json = None
         if perfetto != "none":
             name = "trace.json" if perfetto == "json" else "trace.json.gz"
@@ -150,7 +179,8 @@ class TraceSink:
         self._stages: set[int] = set()
 
     def write(self, rows: list[tuple]) -> None:
-        self._csv.write("".join(",".join(map(str, r)) + "\n" for r in rows))
+        width = self._width
+        self._csv.write("".join(",".join(map(str, r[:width])) + "\n" for r in rows))
         if self._json is None:
             return
         events = []
@@ -158,7 +188,7 @@ class TraceSink:
             if row[0] not in self._stages:
                 self._stages.add(row[0])
                 events.append(json.dumps(_thread_event(row[0])))
-            events.append(json.dumps(_span_event(*row, self.us_per_cycle)))
+            events.append(json.dumps(_span_event(row, self.us_per_cycle, self.energy)))
         if events:
             self._json.write(("" if self._first else ",") + ",".join(events))
             self._first = False
@@ -227,8 +257,9 @@ def action_strings(trace: pd.DataFrame) -> dict[int, list[str]]:
 def to_chrome_trace(trace: pd.DataFrame, clock_ghz: float = 1.0) -> dict:
     """Chrome/Perfetto trace (open in ui.perfetto.dev): one track per stage, times in us."""
     us_per_cycle = 1e-3 / clock_ghz
+    energy = "energy_pj" in trace.columns
     events = [_thread_event(stage) for stage in sorted(trace["stage"].unique())]
-    events += [_span_event(*row, us_per_cycle) for row in trace[COLUMNS].itertuples(index=False)]
+    events += [_span_event(row, us_per_cycle, energy) for row in trace[columns(energy)].itertuples(index=False)]
     return {"traceEvents": events, "displayTimeUnit": "ns"}
 
 

@@ -28,7 +28,7 @@ from collections.abc import Callable
 import numpy as np
 import simpy
 
-from ..cost import CostModel
+from ..cost import Cost, CostModel
 from ..errors import ConfigError
 from ..network import LossHead, Stage
 from ..ops import BACKWARD, FORWARD, UPDATE
@@ -140,7 +140,7 @@ class Accelerator:
             op, item = choice
             version = self.version
             try:
-                cycles, result = numerics[op](item)
+                (cycles, energy), result = numerics[op](item)
             except (ConfigError, NonFiniteLoss):  # inside a run only non-finite values reach a tile's checks
                 self.control.diverged(item)
                 return
@@ -157,7 +157,7 @@ class Accelerator:
             if cycles:
                 yield env.timeout(cycles)
                 counter[0] += 1
-            record(TraceRow(index, op, item, now, end, version))
+            record(TraceRow(index, op, item, now, end, version, energy))
             if transfer is not None:
                 record(transfer)
             if op == UPDATE:
@@ -167,29 +167,27 @@ class Accelerator:
             now = end
 
     # ------------------------------------------------------------- numerics
-    # Each returns (cycles, what the op passes on: the payload to post, or the samples an
-    # update applied). Activations and errors are not scanned here: a non-finite value fails
+    # Each returns (its Cost: cycles and energy, what the op passes on: the payload to post,
+    # or the samples an update applied). Activations and errors are not scanned here: a non-finite value fails
     # the finiteness check of the tile that reads it next (a ``ConfigError``); the last stage
     # checks its loss.
-    def _forward(self, item: int) -> tuple[int, np.ndarray | None]:
+    def _forward(self, item: int) -> tuple[Cost, np.ndarray]:
         x = self.inputs(item) if self.inputs is not None else self.ready_forward.pop(item)
         out, reports = self.stage.forward(item, x)
-        cycles, _energy = self.cost(FORWARD, reports)
+        cost = self.cost(FORWARD, reports)
         if self.loss is None:
-            return cycles, out
+            return cost, out
         grad = self.loss(item, out)
         if grad is None:
             raise NonFiniteLoss(item)
-        return cycles, grad
+        return cost, grad
 
-    def _backward(self, item: int) -> tuple[int, np.ndarray]:
+    def _backward(self, item: int) -> tuple[Cost, np.ndarray]:
         error, reports = self.stage.backward(item, self.ready_backward.pop(item))
-        cycles, _energy = self.cost(BACKWARD, reports)
-        return cycles, error
+        return self.cost(BACKWARD, reports), error
 
-    def _update(self, item: int) -> tuple[int, int]:
+    def _update(self, item: int) -> tuple[Cost, int]:
         """Apply the stored pairs; hands on how many samples they were."""
         rows = self.stage.pending_rows
         reports = self.stage.update(self.lr, self.reduction)
-        cycles, _energy = self.cost(UPDATE, reports)
-        return cycles, rows
+        return self.cost(UPDATE, reports), rows

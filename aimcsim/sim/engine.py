@@ -54,7 +54,8 @@ class Engine:
         if cfg.model.loss == "cross_entropy" and self.data.y_train.dtype.kind == "f":
             raise ConfigError("model.loss: cross_entropy needs class labels; use mse for a regression data set")
         self.timing = cfg.timing_model()
-        self.cost = CostModel(self.timing)
+        self.energy = cfg.energy_model()
+        self.cost = CostModel(self.timing, self.energy)
         if cfg.model.layers is not None:
             specs = specs_from_layers(cfg.model.layers, self.data.image_shape, self.data.n_inputs,
                                       self.data.n_outputs)
@@ -75,10 +76,11 @@ class Engine:
         self.n_items = planned_items(cfg, len(self.data.x_train))
         self.feed = DataFeed(self.data, p.microbatch_size, self.n_items, cfg.seed)
         self.event_counter = [0]
-        self.tracer = Tracer(len(self.stages), sink)
+        self.tracer = Tracer(len(self.stages), sink, energy=self.energy.enabled)
         self.control = RunControl(p.microbatch_size)
         self.probe = SampleProbe()
-        self.evaluator = Evaluator(self.network, self.data, cfg.train, self.timing.clock_ghz, self.control)
+        self.evaluator = Evaluator(self.network, self.data, cfg.train, self.timing.clock_ghz, self.control,
+                                   self.energy_at if self.energy.enabled else None)
         self.progress = progress
         self.accelerators: list[Accelerator] = []
         self.wall_run = 0.0
@@ -131,6 +133,11 @@ class Engine:
         metrics = self.evaluator.metrics
         if control.status == "ok" and (not metrics or metrics[-1]["samples"] != self.probe.samples):
             self.evaluator.evaluate(self.probe.samples, int(env.now))
+
+    def energy_at(self, cycle: int) -> float:
+        """The run's energy up to ``cycle``: every op recorded so far, and static power of every
+        accelerator over the cycles so far."""
+        return self.tracer.energy_so_far() + self.cost.static_pj(cycle, len(self.stages))
 
     # what a run produced, for the summary
     @property

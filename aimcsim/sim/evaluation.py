@@ -4,13 +4,15 @@ The evaluator observes the samples the first stage has applied (a
 :class:`~aimcsim.sim.control.SampleProbe` subscriber) and evaluates outside simulated time:
 it reads the weights exactly, costs no cycles and draws from no tile's noise stream, so
 evaluating more or less often never changes a run. It keeps the metrics rows, reads the
-sample and cycle complexity at the first evaluation that meets the target, and asks the run
-control to stop on a non-finite loss or, with ``stop_at_target``, at the target.
+sample, cycle and (with an energy model) energy complexity at the first evaluation that
+meets the target, and asks the run control to stop on a non-finite loss or, with
+``stop_at_target``, at the target.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 from ..config import TrainConfig
 from ..data import Dataset
@@ -29,8 +31,9 @@ class Evaluator:
     """Metrics rows and the complexities to the target of one run."""
 
     def __init__(self, network: Network, data: Dataset, train: TrainConfig, clock_ghz: float,
-                 control: RunControl) -> None:
+                 control: RunControl, energy_at: Callable[[int], float] | None = None) -> None:
         self.network = network
+        self.energy_at = energy_at  # cumulative energy (pJ) of the run up to a cycle, when accounted
         self.data = data
         self.train = train
         self.clock_ghz = clock_ghz
@@ -42,6 +45,7 @@ class Evaluator:
         self.next_eval = train.eval_every
         self.sample_complexity: int | None = None
         self.cycle_complexity: int | None = None
+        self.energy_complexity: float | None = None
 
     def observe(self, samples: int, cycle: int) -> None:
         """``samples`` have been applied by ``cycle``: evaluate when an ``eval_every`` boundary passed."""
@@ -58,6 +62,8 @@ class Evaluator:
         row = {"samples": samples, "cycles": cycle, "time_ns": cycle / self.clock_ghz,
                "train_loss": train["loss"], "test_loss": test["loss"],
                "test_accuracy": test.get("accuracy", float("nan")), "grad_norm_sq": train["grad_norm_sq"]}
+        if self.energy_at is not None:
+            row["energy_pj"] = self.energy_at(cycle)
         self.metrics.append(row)
         if not all(math.isfinite(row[k]) for k in ("train_loss", "test_loss")):
             self.control.diverged(samples=samples)
@@ -66,6 +72,7 @@ class Evaluator:
         if target is not None and self.sample_complexity is None and target_met(
                 target.metric, row[target.metric], target.value):
             self.sample_complexity, self.cycle_complexity = samples, cycle
+            self.energy_complexity = row.get("energy_pj")
             if self.train.stop_at_target:
                 self.control.stop("ok", "stopped at target")
         return row

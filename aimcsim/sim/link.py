@@ -37,6 +37,7 @@ class Link:
         self.queue: deque[tuple[int, int, np.ndarray]] = deque()  # (arrival cycle, item, payload)
         self.busy_until = 0  # cycle at which the link finishes the transfers posted so far
         self.free = cost.link_is_free()  # zero cycles for any size
+        self.accounts_energy = cost.accounts_energy
 
     def post(self, item: int, payload: np.ndarray, leaves: int, version: int) -> TraceRow:
         """Queue ``payload``, which leaves the sender at cycle ``leaves``; returns its trace row.
@@ -44,15 +45,17 @@ class Link:
         Posts come in the order the sender's ops start, so arrival cycles never decrease
         along the queue.
         """
-        if self.free:
+        energy = 0.0
+        if self.free and not self.accounts_energy:
             start = end = leaves
         else:
+            cycles, energy = self.cost(self.op, (LinkReport(payload.size),))
             start = max(leaves, self.busy_until)
-            end = self.busy_until = start + self.cost(self.op, (LinkReport(payload.size),))[0]
+            end = self.busy_until = start + cycles
         self.queue.append((end, item, payload))
         if self.receiver.waiting:
             self.receiver.expect(end)
-        return TraceRow(self.sender.index, self.op, item, start, end, version)
+        return TraceRow(self.sender.index, self.op, item, start, end, version, energy)
 
     def collect(self, now: int) -> None:
         """Hand the receiver every payload that has arrived by cycle ``now``."""
