@@ -7,7 +7,9 @@ device, stochastic pulse trains, noisy reads). For K in {1, 2, 4, 8} and each sc
 runs every seed under the `ideal` and the `rf25` timing, then writes, between the TABLES
 markers of docs/results.md, per timing: samples to target, cycles to target, utilization,
 maximum staleness and final test accuracy (mean +- std over seeds), and the measured cycle
-ratios next to the formulas of claim (b). Text outside the markers is left as it is.
+ratios next to the formulas of claim (b); the rf25 runs also account energy (isaac32), and
+a table gives energy per sample, energy to target and the share of each part. Text outside
+the markers is left as it is.
 
 Every sample gets the same step: ``async`` and ``sequential`` update after each micro-batch
 with lr, and the config's ``train.minibatch_reduction: sum`` makes ``gpipe`` apply each of
@@ -45,6 +47,8 @@ def run_all(seeds: int, epochs: float, out: Path, workers: int) -> pd.DataFrame:
             cfg = base_config(epochs)
             cfg["pipeline"]["schedule"] = schedule
             cfg["timing"] = {"preset": timing}
+            if timing == "rf25":  # energy changes no number of a run; it adds its energy
+                cfg["energy"] = {"preset": "isaac32"}
             grid = {"pipeline.stages": STAGES, "seed": list(range(seeds))}
             t = aimcsim.sweep(cfg, grid, out=out / timing / schedule, workers=workers, quiet=False)
             t["timing"] = timing
@@ -87,9 +91,27 @@ def tables(results: pd.DataFrame, target: str, m: int) -> str:
                          f"{per['gpipe'] / per['async']:.2f} | {(m + k - 1) / m:.2f} | "
                          f"{per['sequential'] / per['async']:.2f} | {k} |")
         lines.append("")
+    lines += energy_table(results[results["timing"] == "rf25"])
     header = (f"Target: {target}. Mean ± std over seeds; \"not reached\" means no seed met the target within "
               f"the budget (a count in brackets: only that many seeds did).")
     return "\n".join([header, "", *lines])
+
+
+def energy_table(t: pd.DataFrame) -> list[str]:
+    """Energy per trained sample, energy to target and where the energy goes, per depth and schedule."""
+    lines = ["### Energy (`rf25` timing, `isaac32` energy)", "",
+             "| K | schedule | energy per sample (nJ) | energy to target (uJ) | U | F + B | digital | links | static |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for k in STAGES:
+        for schedule in SCHEDULES:
+            rows = t[(t["pipeline.stages"] == k) & (t["schedule"] == schedule)]
+            parts = pd.DataFrame([json.loads(p) for p in rows["energy_by_op"]])
+            share = lambda *names: float((parts[list(names)].sum(axis=1) / rows["energy_pj"].to_numpy()).mean())  # noqa: E731
+            lines.append(f"| {k} | {schedule} | {_pm(rows['energy_per_sample_pj'] / 1e3, ',.2f')} | "
+                         f"{_pm(rows['energy_complexity_pj'] / 1e6, ',.2f')} | {share('U'):.0%} | "
+                         f"{share('F', 'B'):.0%} | {share('digital'):.1%} | {share('links'):.1%} | "
+                         f"{share('static'):.0%} |")
+    return [*lines, ""]
 
 
 def main() -> None:
