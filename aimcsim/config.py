@@ -107,6 +107,9 @@ class TrainConfig(_Section):
     eval_every: int = Field(500, ge=1, description="evaluate every this many samples")
     target: TargetConfig | None = Field(default_factory=TargetConfig)
     stop_at_target: bool = Field(False, description="end the run at the first evaluation meeting the target")
+    eval_reads: Literal["exact", "analog"] = Field(
+        "exact", description="evaluation reads: exact, or analog through the tiles' IO chain (noise, DAC/ADC, "
+                             "bound management) from an evaluation stream of their own")
     minibatch_reduction: Literal["mean", "sum"] = Field(
         "mean", description="how a synchronous flush combines its M micro-batches: mean (mini-batch SGD, "
                             "lr / M per micro-batch, as aihwkit) or sum (lr per micro-batch: every sample "

@@ -45,6 +45,8 @@ class Crossbar(Protocol):
 
     def update(self, x: np.ndarray, d: np.ndarray, lr: float) -> None: ...
 
+    def evaluation_read(self, values: np.ndarray, transposed: bool = False) -> np.ndarray: ...
+
     def get_weights(self) -> np.ndarray: ...
 
     def set_weights(self, weights: np.ndarray) -> None: ...
@@ -142,7 +144,11 @@ class TileGrid:
         """z = W^T d for a batch of rows (n, out_size)."""
         return self._read(d, transposed=True)
 
-    def _read(self, values: np.ndarray, transposed: bool) -> np.ndarray:
+    def evaluation_read(self, values: np.ndarray, transposed: bool = False) -> np.ndarray:
+        """Every tile's evaluation read (its own noise stream; no reports), partial outputs added."""
+        return self._read(values, transposed, evaluation=True)
+
+    def _read(self, values: np.ndarray, transposed: bool, evaluation: bool = False) -> np.ndarray:
         """Every tile reads its slice of ``values``; partial outputs of a split layer add up.
 
         Forward: tile (ri, ci) reads input columns ci into output rows ri; transposed, the
@@ -152,12 +158,18 @@ class TileGrid:
         reports = []
         for ri, row in enumerate(self.tiles):
             for ci, tile in enumerate(row):
+                if evaluation:
+                    source, target = (self._rows(ri), self._cols(ci)) if transposed else (self._cols(ci), self._rows(ri))
+                    out[:, target] += tile.evaluation_read(np.ascontiguousarray(values[:, source]), transposed)
+                    continue
                 if transposed:
                     source, target, read = self._rows(ri), self._cols(ci), tile.backward
                 else:
                     source, target, read = self._cols(ci), self._rows(ri), tile.forward
                 out[:, target] += read(np.ascontiguousarray(values[:, source]))
                 reports.append(tile.last_report)
+        if evaluation:
+            return out
         edges = self.row_edges if transposed else self.col_edges
         self.last_report = combine_reports(BACKWARD if transposed else FORWARD, reports, len(edges) - 1,
                                            self.in_size if transposed else self.out_size)

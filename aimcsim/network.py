@@ -268,7 +268,18 @@ class Network:
         return len(self.layers)
 
     def weights(self) -> list[np.ndarray]:
+        """The weights [W | b] each layer's forward sees, one (out, in + 1) array per layer."""
         return [block.grid.get_weights() for block in self.layers]
+
+    def set_weights(self, weights: list[np.ndarray]) -> None:
+        """Program every layer with its array of ``weights`` (as :meth:`weights` returns them)."""
+        if len(weights) != len(self.layers):
+            raise ConfigError(f"weights: {len(weights)} arrays for a network of {len(self.layers)} layers")
+        for k, (w, block) in enumerate(zip(weights, self.layers)):
+            if np.shape(w) != (block.grid.out_size, block.grid.in_size):
+                raise ConfigError(f"weights: layer{k} is {np.shape(w)}, the layer is "
+                                  f"({block.grid.out_size}, {block.grid.in_size})")
+            block.grid.set_weights(np.asarray(w, dtype=np.float32))
 
     def stages(self, partition: list[int]) -> list[Stage]:
         """Cut the layers into stages of ``partition[k]`` contiguous layers each."""
@@ -281,12 +292,18 @@ class Network:
             start += count
         return stages
 
-    def evaluate(self, x: np.ndarray, y: np.ndarray, with_grad: bool = False, batch: int = 1024) -> dict:
-        """Exact (digital) loss, accuracy and optionally squared full-gradient norm of the current weights.
+    def evaluate(self, x: np.ndarray, y: np.ndarray, with_grad: bool = False, batch: int = 1024,
+                 reads: str = "exact") -> dict:
+        """Loss, accuracy and optionally squared full-gradient norm of the current weights.
 
-        Evaluation reads the weights without the analog IO chain and outside simulated time,
-        so it neither costs cycles nor consumes the tiles' noise streams.
+        ``reads``: ``exact`` reads the weights digitally; ``analog`` runs the forward reads
+        through the tiles' IO chain (noise, DAC/ADC, bound management) from each tile's
+        evaluation stream. Either way evaluation is outside simulated time: it costs no
+        cycles and draws from no training stream. The gradient norm (the theory's metric,
+        ``with_grad``) is defined on exact reads only.
         """
+        if with_grad and reads != "exact":
+            raise ValueError("with_grad: the gradient norm is computed with exact reads")
         weights = self.weights()
         total_loss, correct, grads = 0.0, 0, [np.zeros_like(w, dtype=np.float64) for w in weights]
         for start in range(0, len(x), batch):
@@ -294,7 +311,8 @@ class Network:
             a, caches = xb, []
             with np.errstate(all="ignore"):
                 for w, block in zip(weights, self.layers):
-                    a, cache = block.forward(a, lambda rows, w=w: rows @ w.T)
+                    read = block.grid.evaluation_read if reads == "analog" else (lambda rows, w=w: rows @ w.T)
+                    a, cache = block.forward(a, read)
                     caches.append(cache)
                 loss, grad = loss_and_grad(self.loss, a.astype(np.float64), yb)
                 total_loss += float(np.sum(loss))

@@ -1,8 +1,9 @@
 """simulate(config) -> Result, and the run directory it can write.
 
 A run directory holds ``config.yaml`` (fully resolved), ``summary.json``, ``metrics.csv``
-(one row per evaluation), ``trace.csv`` (one row per op and transfer, times in cycles) and,
-unless turned off, ``trace.json`` or ``trace.json.gz`` (Chrome/Perfetto). Each file is written to a temporary name and renamed, so
+(one row per evaluation), ``trace.csv`` (one row per op and transfer, times in cycles),
+``weights.npz`` (the final weights, one array per layer) and, unless turned off,
+``trace.json`` or ``trace.json.gz`` (Chrome/Perfetto). Each file is written to a temporary name and renamed, so
 it appears complete or not at all.
 """
 
@@ -33,18 +34,24 @@ class Result:
     """
 
     def __init__(self, summary: dict, metrics: pd.DataFrame, trace: pd.DataFrame | None, config: Config,
-                 trace_path: Path | None = None) -> None:
+                 trace_path: Path | None = None, weights: list[np.ndarray] | None = None) -> None:
         self.summary = summary
         self.metrics = metrics
         self.config = config
         self._trace = trace
         self._trace_path = trace_path
+        self._weights = weights
 
     @property
     def trace(self) -> pd.DataFrame:
         if self._trace is None:
             self._trace = pd.read_csv(self._trace_path)
         return self._trace
+
+    def weights(self) -> list[np.ndarray]:
+        """The weights [W | b] each layer's forward sees at the end, one (out, in + 1) array per
+        layer (``weights.npz``'s layer0, layer1, ...). ``Network.set_weights`` loads them back."""
+        return [w.copy() for w in self._weights]
 
     def action_strings(self) -> dict[int, list[str]]:
         """Per stage, F and B in execution order as PyTorch pipelining actions (``2F0``)."""
@@ -131,11 +138,12 @@ def simulate(config: Config | dict | str | os.PathLike, out: str | os.PathLike |
         engine.run()  # ends with a last tracer digest: every row is written or in memory
         metrics = pd.DataFrame(engine.metrics, columns=METRIC_COLUMNS + (["energy_pj"] if engine.energy.enabled else []))
         summary = summarize(engine, time.perf_counter() - t0)
+        weights = engine.network.weights()
         if sink is None:
-            return Result(summary, metrics, engine.tracer.frame(), cfg)
+            return Result(summary, metrics, engine.tracer.frame(), cfg, weights=weights)
         sink.close()
         sink = None
-        result = Result(summary, metrics, None, cfg, directory / "trace.csv")
+        result = Result(summary, metrics, None, cfg, directory / "trace.csv", weights)
         write_run_files(result, directory)
         return result
     except BaseException:
@@ -166,9 +174,26 @@ def _atomic_write(path: Path, write) -> None:
             tmp.unlink()
 
 
+def save_weights(weights: list[np.ndarray], path: str | os.PathLike) -> None:
+    """``weights.npz``: one array per layer, named layer0, layer1, ... (written atomically)."""
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **{f"layer{k}": w for k, w in enumerate(weights)})
+    _atomic_write(Path(path), write)
+
+
+def load_weights(path: str | os.PathLike) -> list[np.ndarray]:
+    """The per-layer arrays of a ``weights.npz``, in layer order."""
+    with np.load(path) as data:
+        names = sorted(data.files, key=lambda n: int(n.removeprefix("layer")))
+        return [data[n] for n in names]
+
+
 def write_run_files(result: Result, out: str | os.PathLike) -> Path:
-    """config.yaml, metrics.csv and summary.json (the streamed trace files are already there)."""
+    """config.yaml, metrics.csv, summary.json and weights.npz (the streamed trace files are already there)."""
     directory = Path(out)
+    if result._weights is not None:
+        save_weights(result._weights, directory / "weights.npz")
     _atomic_write(directory / "config.yaml",
                   lambda p: p.write_text(yaml.safe_dump(result.config.resolved(), sort_keys=False)))
     _atomic_write(directory / "metrics.csv", lambda p: result.metrics.to_csv(p, index=False))

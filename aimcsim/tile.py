@@ -64,6 +64,7 @@ class AnalogTile:
         self.population = populate(self.device, (self.out_size, self.in_size), population_rng)
         self._read_state = np.array([stream(seed_key(self.seed, 0xF0), np.uint64(0))], dtype=np.uint64)
         self._update_key = seed_key(self.seed, 0xF1)
+        self._eval_state: np.ndarray | None = None  # evaluation reads' stream, made on first use
         self._update_calls = 0
         self._weights = aligned_zeros((self.out_size, self.in_size), np.float32)
         self._clip_to_bounds()
@@ -91,7 +92,9 @@ class AnalogTile:
 
     # ------------------------------------------------------------------ reads
     def _read(self, transposed: bool, values: object, io: np.ndarray, perfect: bool,
-              width: int, name: str, op: str) -> np.ndarray:
+              width: int, name: str, op: str, state: np.ndarray | None = None) -> np.ndarray:
+        """A read through the IO chain; ``state``: draw its noise from this stream instead of
+        the training reads' (an evaluation read), and leave ``last_report`` alone."""
         if (type(values) is np.ndarray and values.dtype is _FLOAT32 and values.shape == (width,)
                 and values.strides == _UNIT_STRIDE):
             rows, single = values[None], True  # the hot path: one contiguous float32 vector
@@ -105,9 +108,12 @@ class AnalogTile:
             passes = rows.shape[0]
         else:
             out = np.empty((rows.shape[0], self.in_size if transposed else self.out_size), np.float32)
-            passes = kernels.analog_read(self._weights, rows, transposed, io, self._read_state, out)
+            passes = kernels.analog_read(self._weights, rows, transposed, io,
+                                         self._read_state if state is None else state, out)
             if passes == kernels.NONFINITE:
                 raise ConfigError(f"{name}: must be finite (found NaN or inf)")
+        if state is not None:
+            return out[0] if single else out
         n_out = self.in_size if transposed else self.out_size
         self.last_report = OpReport(op, rows.shape[0], passes, dac=passes * width, adc=passes * n_out,
                                     cells=passes * self._weights.size, digital=rows.shape[0] * n_out)
@@ -120,6 +126,18 @@ class AnalogTile:
     def backward(self, d: object) -> np.ndarray:
         """Transposed read z = W^T d of one vector (out_size,) or a batch of rows (n, out_size)."""
         return self._read(True, d, self._bwd, self.backward_io.perfect, self.out_size, "d", BACKWARD)
+
+    def evaluation_read(self, values: object, transposed: bool = False) -> np.ndarray:
+        """A forward (or transposed) read through the same IO chain as training's, drawing its
+        noise from the tile's evaluation stream: training's streams and reports are untouched,
+        so evaluating with analog reads never changes a training run."""
+        if self._eval_state is None:
+            self._eval_state = np.array([stream(seed_key(self.seed, 0xE7), np.uint64(0))], dtype=np.uint64)
+        if transposed:
+            return self._read(True, values, self._bwd, self.backward_io.perfect, self.out_size, "d", BACKWARD,
+                              self._eval_state)
+        return self._read(False, values, self._fwd, self.forward_io.perfect, self.in_size, "x", FORWARD,
+                          self._eval_state)
 
     # ----------------------------------------------------------------- update
     def update(self, x: object, d: object, lr: float) -> None:

@@ -127,7 +127,7 @@ def test_quickstart_writes_the_whole_run_directory(tmp_path, capsys):
     assert main(["run", str(QUICKSTART), "--out", str(out), "--set", "train.epochs=0.5"]) == 0
     printed = capsys.readouterr().out
     assert "status            ok" in printed and str(out) in printed
-    assert {p.name for p in out.iterdir()} == {"config.yaml", "summary.json", "metrics.csv", "trace.csv", "trace.json"}
+    assert {p.name for p in out.iterdir()} == {"config.yaml", "summary.json", "metrics.csv", "trace.csv", "trace.json", "weights.npz"}
     summary = json.loads((out / "summary.json").read_text())
     for key in ("status", "schedule", "stages", "microbatches", "samples", "cycles", "time_ns", "final_train_loss",
                 "final_test_loss", "final_test_accuracy", "sample_complexity", "cycle_complexity", "utilization",

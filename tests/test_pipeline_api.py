@@ -42,7 +42,7 @@ def test_result_has_summary_metrics_and_trace(tmp_path):
     assert timed <= r.summary["events"] <= 2 * len(r.trace)
     # the run directory holds everything, and the trace read back gives the same statistics
     files = {p.name for p in (tmp_path / "run").iterdir()}
-    assert files == {"config.yaml", "summary.json", "metrics.csv", "trace.csv", "trace.json"}
+    assert files == {"config.yaml", "summary.json", "metrics.csv", "trace.csv", "trace.json", "weights.npz"}
     back = pd.read_csv(tmp_path / "run" / "trace.csv")
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     np.testing.assert_allclose(tr.utilization(back, 3), summary["utilization"])
@@ -154,3 +154,44 @@ def test_bad_pipeline_settings_are_named(change, match):
     with pytest.raises(ValueError, match=match) as info:
         aimcsim.simulate(with_(**change))
     assert "\n" not in str(info.value)
+
+
+def test_trained_weights_come_out_and_load_back_to_the_same_accuracy(tmp_path):
+    from aimcsim.run import load_weights
+    from aimcsim.sim import Engine
+
+    cfg = with_(train={"target": {"metric": "test_accuracy", "value": 0.5}, "epochs": 2},
+                model={"hidden": [8, 8], "activation": "tanh", "tile_size": 4})  # split layers too
+    r = aimcsim.simulate(cfg, out=tmp_path / "run")
+    weights = r.weights()
+    on_disk = load_weights(tmp_path / "run" / "weights.npz")
+    assert [w.shape for w in weights] == [(8, 7), (8, 9), (3, 9)]  # [W | b] per layer
+    assert all(np.array_equal(a, b) for a, b in zip(weights, on_disk))
+    with np.load(tmp_path / "run" / "weights.npz") as data:
+        assert sorted(data.files) == ["layer0", "layer1", "layer2"]
+    fresh = Engine(aimcsim.load_config(cfg))  # the initial weights: different accuracy
+    data = fresh.data
+    before = fresh.network.evaluate(data.x_test, data.y_test)["accuracy"]
+    fresh.network.set_weights(on_disk)
+    after = fresh.network.evaluate(data.x_test, data.y_test)["accuracy"]
+    assert after == r.summary["final_test_accuracy"] and after != before
+    with pytest.raises(ValueError, match=r"weights: layer1 is \(2, 2\)"):
+        fresh.network.set_weights([on_disk[0], np.zeros((2, 2)), on_disk[2]])
+
+
+def test_analog_evaluation_reads_change_the_metrics_but_never_training():
+    exact = aimcsim.simulate(with_(train={"epochs": 2}))
+    analog = aimcsim.simulate(with_(train={"epochs": 2, "eval_reads": "analog"}))
+    assert analog.trace.equals(exact.trace)  # training drew nothing from the evaluation streams
+    assert analog.summary["samples"] == exact.summary["samples"]
+    np.testing.assert_array_equal(analog.metrics["grad_norm_sq"], exact.metrics["grad_norm_sq"])  # exact by definition
+    assert not np.array_equal(analog.metrics["test_loss"], exact.metrics["test_loss"])  # noisy reads
+    again = aimcsim.simulate(with_(train={"epochs": 2, "eval_reads": "analog"}))
+    assert again.metrics.equals(analog.metrics)  # the evaluation stream is seeded too
+    perfect = aimcsim.simulate(with_(train={"epochs": 2, "eval_reads": "analog"},
+                                     io={"forward": {"perfect": True}, "backward": {"perfect": True}}))
+    exact_perfect = aimcsim.simulate(with_(train={"epochs": 2}, io={"forward": {"perfect": True},
+                                                                    "backward": {"perfect": True}}))
+    np.testing.assert_allclose(perfect.metrics["test_loss"], exact_perfect.metrics["test_loss"], rtol=1e-5)
+    with pytest.raises(ValueError, match="train.eval_reads"):
+        aimcsim.load_config(with_(train={"eval_reads": "noisy"}))

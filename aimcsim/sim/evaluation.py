@@ -2,8 +2,9 @@
 
 The evaluator observes the samples the first stage has applied (a
 :class:`~aimcsim.sim.control.SampleProbe` subscriber) and evaluates outside simulated time:
-it reads the weights exactly, costs no cycles and draws from no tile's noise stream, so
-evaluating more or less often never changes a run. It keeps the metrics rows, reads the
+it reads the weights exactly (or, with ``train.eval_reads: analog``, through the tiles' IO
+chain from each tile's evaluation stream), costs no cycles and draws from no training
+stream, so evaluating more or less often, or with analog reads, never changes training. It keeps the metrics rows, reads the
 sample, cycle and (with an energy model) energy complexity at the first evaluation that
 meets the target, and asks the run control to stop on a non-finite loss or, with
 ``stop_at_target``, at the target.
@@ -57,8 +58,11 @@ class Evaluator:
 
     def evaluate(self, samples: int, cycle: int) -> dict:
         """One metrics row at ``samples`` applied samples and ``cycle``; checks divergence and target."""
-        train = self.network.evaluate(*self._eval_train, with_grad=True)
-        test = self.network.evaluate(self.data.x_test, self.data.y_test)
+        reads = self.train.eval_reads
+        train = self.network.evaluate(*self._eval_train, with_grad=True)  # the gradient norm: exact reads
+        if reads != "exact":
+            train = {**self.network.evaluate(*self._eval_train, reads=reads), "grad_norm_sq": train["grad_norm_sq"]}
+        test = self.network.evaluate(self.data.x_test, self.data.y_test, reads=reads)
         row = {"samples": samples, "cycles": cycle, "time_ns": cycle / self.clock_ghz,
                "train_loss": train["loss"], "test_loss": test["loss"],
                "test_accuracy": test.get("accuracy", float("nan")), "grad_norm_sq": train["grad_norm_sq"]}
