@@ -49,6 +49,13 @@ PRESETS: dict[str, dict] = {
 }
 
 
+def with_preset(values: object, presets: dict[str, dict], default: str) -> object:
+    """A section's settings on top of its preset's (an unknown preset is left for validation to name)."""
+    if isinstance(values, dict) and values.get("preset", default) in presets:
+        return {**presets[values.get("preset", default)], **values}
+    return values
+
+
 class TimingModel(BaseModel):
     """Clock-cycle constants. ``*_cycles`` set: a fixed cost per stage op; None: charged from reports."""
 
@@ -71,11 +78,7 @@ class TimingModel(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _apply_preset(cls, values: object) -> object:
-        if isinstance(values, dict):
-            preset = values.get("preset", "ideal")
-            if preset in PRESETS:
-                values = {**PRESETS[preset], **values}
-        return values
+        return with_preset(values, PRESETS, "ideal")
 
     def unused_keys(self, link_bits_used: bool = False) -> dict[str, str]:
         """Constants no op is charged with under these settings -> why (``link_bits_used``: the
@@ -154,9 +157,7 @@ class EnergyModel(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _apply_preset(cls, values: object) -> object:
-        if isinstance(values, dict) and values.get("preset", "none") in ENERGY_PRESETS:
-            values = {**ENERGY_PRESETS[values.get("preset", "none")], **values}
-        return values
+        return with_preset(values, ENERGY_PRESETS, "none")
 
     @property
     def enabled(self) -> bool:
