@@ -158,16 +158,13 @@ class TileGrid:
         reports = []
         for ri, row in enumerate(self.tiles):
             for ci, tile in enumerate(row):
+                source, target = (self._rows(ri), self._cols(ci)) if transposed else (self._cols(ci), self._rows(ri))
+                block = np.ascontiguousarray(values[:, source])
                 if evaluation:
-                    source, target = (self._rows(ri), self._cols(ci)) if transposed else (self._cols(ci), self._rows(ri))
-                    out[:, target] += tile.evaluation_read(np.ascontiguousarray(values[:, source]), transposed)
-                    continue
-                if transposed:
-                    source, target, read = self._rows(ri), self._cols(ci), tile.backward
+                    out[:, target] += tile.evaluation_read(block, transposed)
                 else:
-                    source, target, read = self._cols(ci), self._rows(ri), tile.forward
-                out[:, target] += read(np.ascontiguousarray(values[:, source]))
-                reports.append(tile.last_report)
+                    out[:, target] += (tile.backward if transposed else tile.forward)(block)
+                    reports.append(tile.last_report)
         if evaluation:
             return out
         edges = self.row_edges if transposed else self.col_edges

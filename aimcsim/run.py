@@ -3,8 +3,8 @@
 A run directory holds ``config.yaml`` (fully resolved), ``summary.json``, ``metrics.csv``
 (one row per evaluation), ``trace.csv`` (one row per op and transfer, times in cycles),
 ``weights.npz`` (the final weights, one array per layer) and, unless turned off,
-``trace.json`` or ``trace.json.gz`` (Chrome/Perfetto). Each file is written to a temporary name and renamed, so
-it appears complete or not at all.
+``trace.json`` or ``trace.json.gz`` (Chrome/Perfetto). Each file is written to a temporary
+name and renamed, so it appears complete or not at all.
 """
 
 from __future__ import annotations
@@ -124,7 +124,8 @@ def simulate(config: Config | dict | str | os.PathLike, out: str | os.PathLike |
     cfg = config if isinstance(config, Config) else load_config(config)
     if cfg.sweep is not None:
         raise ConfigError("sweep: this config defines a sweep, which a single run would ignore; run it with "
-                          "'aimcsim sweep' (aimcsim.sweep), or drop the section (--set sweep=null) to run its base point")
+                          "'aimcsim sweep' (aimcsim.sweep), or drop the section (--set sweep=null) to run its "
+                          "base point")
     if perfetto not in tr.PERFETTO_FORMATS:
         raise ConfigError(f"--perfetto: must be one of {', '.join(tr.PERFETTO_FORMATS)}, got {perfetto!r}")
     directory = Path(out) if out is not None else None
@@ -136,7 +137,8 @@ def simulate(config: Config | dict | str | os.PathLike, out: str | os.PathLike |
             sink = tr.TraceSink(directory, cfg.timing_model().clock_ghz, perfetto, cfg.energy_model().enabled)
         engine = Engine(cfg, progress=progress, sink=sink)
         engine.run()  # ends with a last tracer digest: every row is written or in memory
-        metrics = pd.DataFrame(engine.metrics, columns=METRIC_COLUMNS + (["energy_pj"] if engine.energy.enabled else []))
+        columns = METRIC_COLUMNS + (["energy_pj"] if engine.energy.enabled else [])
+        metrics = pd.DataFrame(engine.metrics, columns=columns)
         summary = summarize(engine, time.perf_counter() - t0)
         weights = engine.network.weights()
         if sink is None:

@@ -4,10 +4,10 @@ The evaluator observes the samples the first stage has applied (a
 :class:`~aimcsim.sim.control.SampleProbe` subscriber) and evaluates outside simulated time:
 it reads the weights exactly (or, with ``train.eval_reads: analog``, through the tiles' IO
 chain from each tile's evaluation stream), costs no cycles and draws from no training
-stream, so evaluating more or less often, or with analog reads, never changes training. It keeps the metrics rows, reads the
-sample, cycle and (with an energy model) energy complexity at the first evaluation that
-meets the target, and asks the run control to stop on a non-finite loss or, with
-``stop_at_target``, at the target.
+stream, so evaluating more or less often, or with analog reads, never changes training.
+It keeps the metrics rows, reads the sample, cycle and (with an energy model) energy
+complexity at the first evaluation that meets the target, and asks the run control to stop
+on a non-finite loss or, with ``stop_at_target``, at the target.
 """
 
 from __future__ import annotations
