@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 
 from .aligned import aligned_zeros
 from .errors import ConfigError, did_you_mean, from_validation_error
+from .presets import resolve_device
 from .rng import next_normal, seed_key, stream
 
 # Model codes used by the kernels.
@@ -41,6 +42,8 @@ _UNMODELLED_DEVICE = {
     "lifetime_dtod": 0.0, "corrupt_devices_prob": 0.0, "perfect_bias": False,
     "reverse_up": False, "reverse_down": False, "construction_seed": 0,
 }
+# aihwkit settings that only its explicit reset calls read (aimcsim makes none); a pulsed
+# device's reset / reset_dtod are fields (the target of lifetime decay).
 _IGNORED_DEVICE = {"reset", "reset_dtod", "reset_std", "apply_write_noise_on_set",
                    "corrupt_devices_range", "reverse_offset"}
 
@@ -85,6 +88,15 @@ class PulsedDevice(_Device):
     w_min: float = Field(-0.6, le=0, description="mean lower bound")
     w_min_dtod: float = Field(0.3, ge=0, description="device-to-device spread of w_min (relative)")
     enforce_consistency: bool = Field(True, description="force positive steps and w_min <= 0 <= w_max")
+    lifetime: float = Field(0.0, ge=0, description=(
+        "decay toward the reset bias, once per update call (a mini-batch): w <- (w - b)(1 - 1/lifetime) + b; "
+        "0: none (aihwkit PulsedDevice.lifetime, in mini-batches)"))
+    lifetime_dtod: float = Field(0.0, ge=0, description="device-to-device spread of lifetime (relative)")
+    reset: float = Field(0.0, description="reset bias b: where decay leads (aihwkit PulsedDevice.reset)")
+    reset_dtod: float = Field(0.0, ge=0, description="device-to-device spread of the reset bias (additive)")
+    diffusion: float = Field(0.0, ge=0, description=(
+        "random walk once per update call: w <- w + rate xi, rate = |diffusion (1 + diffusion_dtod xi')|"))
+    diffusion_dtod: float = Field(0.0, ge=0, description="device-to-device spread of the diffusion rate")
 
     @model_validator(mode="after")
     def _bounds(self) -> "PulsedDevice":
@@ -169,13 +181,15 @@ _ADAPTER = TypeAdapter(DeviceParameters)
 
 
 def parse_device(value: object, prefix: str = "device") -> BaseModel:
-    """Validate a device mapping (``{type: soft_bounds, dw_min: ...}``) or model instance."""
+    """Validate a device mapping (``{type: soft_bounds, dw_min: ...}`` or ``{preset:
+    EcRamPresetDevice, ...}``, see :mod:`aimcsim.presets`) or model instance."""
     if isinstance(value, tuple(DEVICE_TYPES.values())):
         return value
     if value is None:
         value = {"type": "soft_bounds"}
     if not isinstance(value, dict):
         raise ConfigError(f"{prefix}: expected a mapping with a 'type' key, got {type(value).__name__}")
+    value = resolve_device(value, prefix)  # {preset: NAME, ...}: the preset's fields under the explicit ones
     kind = value.get("type", "soft_bounds")
     if kind not in DEVICE_TYPES:
         raise ConfigError(f"{prefix}.type: unknown device type {kind!r}{did_you_mean(kind, DEVICE_TYPES)}; "
@@ -201,6 +215,9 @@ class DeviceArrays:
     block: np.ndarray
     shared: np.ndarray
     dw_min: float
+    decay: np.ndarray | None = None       # per cross-point decay factor 1 - 1/lifetime (lifetime > 0)
+    reset_bias: np.ndarray | None = None  # per cross-point target of the decay
+    diffusion: np.ndarray | None = None   # per cross-point diffusion rate (diffusion > 0)
 
 
 def populate(device: BaseModel, shape: tuple[int, int], rng: np.random.Generator) -> DeviceArrays:
@@ -279,7 +296,15 @@ def populate(device: BaseModel, shape: tuple[int, int], rng: np.random.Generator
     for row, values in ((P_WMAX, w_max), (P_WMIN, w_min), (P_SCALE_UP, scale_up),
                         (P_SCALE_DOWN, scale_down), (P_SHAPE_UP, shape_up), (P_SHAPE_DOWN, shape_down)):
         block[row] = values
-    return DeviceArrays(model, block, shared, float(d.dw_min))
+    # drawn last and only when on, so that populations without them are unchanged
+    decay = reset_bias = diffusion = None
+    if d.lifetime > 0:  # aihwkit: lifetime_ij = lifetime (1 + dtod xi); factor 1 - 1/lifetime_ij, 0 when <= 1
+        life = d.lifetime * (1.0 + d.lifetime_dtod * gauss())
+        decay = np.where(life > 1.0, 1.0 - 1.0 / np.where(life > 1.0, life, 1.0), 0.0).astype(np.float32)
+        reset_bias = (d.reset + d.reset_dtod * gauss()).astype(np.float32)
+    if d.diffusion > 0:
+        diffusion = np.abs(d.diffusion * (1.0 + d.diffusion_dtod * gauss())).astype(np.float32)
+    return DeviceArrays(model, block, shared, float(d.dw_min), decay, reset_bias, diffusion)
 
 
 @njit(cache=True, inline="always")

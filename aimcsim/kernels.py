@@ -33,7 +33,7 @@ from numba import njit, prange
 from .devices import (CONSTANT_STEP, G_MULT_NOISE, G_STD, LINEAR_STEP, P_SCALE_DOWN, P_SCALE_UP,
                       P_SHAPE_DOWN, P_SHAPE_UP, P_WMAX, P_WMIN, SOFT_BOUNDS, direction_params, linear_pulse,
                       linear_slope, pulse, step_size)
-from .rng import fill_normals32, mix, next_uniform, normals32_scratch, stream
+from .rng import fill_normals32, mix, next_normal, next_uniform, normals32_scratch, stream
 
 # Layout of the IO parameter vector (``params.IOParameters.as_array``).
 (IO_INP_BOUND, IO_INP_RES, IO_INP_NOISE, IO_OUT_BOUND, IO_OUT_RES, IO_OUT_NOISE, IO_OUT_SCALE,
@@ -628,6 +628,28 @@ def expected_update(weights: np.ndarray, block: np.ndarray, model: int, shared: 
 
 
 @njit(cache=True)
+def decay_weights(weights: np.ndarray, factor: np.ndarray, bias: np.ndarray, block: np.ndarray) -> None:
+    """w <- clip((w - b) * factor + b) per cross-point: a device's decay toward its reset bias."""
+    n_out, n_in = weights.shape
+    for i in range(n_out):
+        for j in range(n_in):
+            w = (weights[i, j] - bias[i, j]) * factor[i, j] + bias[i, j]
+            weights[i, j] = min(max(w, block[P_WMIN, i, j]), block[P_WMAX, i, j])
+
+
+@njit(cache=True)
+def diffuse_weights(weights: np.ndarray, rate: np.ndarray, block: np.ndarray, key: np.uint64) -> None:
+    """w <- clip(w + rate * xi) per cross-point, row i drawing from its own stream (key, i)."""
+    n_out, n_in = weights.shape
+    for i in range(n_out):
+        state = stream(key, np.uint64(i))
+        for j in range(n_in):
+            state, xi = next_normal(state)
+            w = weights[i, j] + rate[i, j] * np.float32(xi)
+            weights[i, j] = min(max(w, block[P_WMIN, i, j]), block[P_WMAX, i, j])
+
+
+@njit(cache=True)
 def float_update(weights: np.ndarray, xs: np.ndarray, ds: np.ndarray, lr: float) -> None:
     """W <- W - lr d x^T in float32, rows one after the other (no bounds, no pulses)."""
     lr32 = np.float32(lr)
@@ -639,5 +661,6 @@ def float_update(weights: np.ndarray, xs: np.ndarray, ds: np.ndarray, lr: float)
                 weights[i, j] = weights[i, j] - lr32 * (di * xs[b, j])
 
 
-__all__ = ["analog_read", "all_finite", "pulsed_update", "expected_update", "float_update",
+__all__ = ["analog_read", "all_finite", "pulsed_update", "expected_update", "float_update", "decay_weights",
+           "diffuse_weights",
            "update_management", "NONFINITE", "mix"]

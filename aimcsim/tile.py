@@ -65,6 +65,8 @@ class AnalogTile:
         self._read_state = np.array([stream(seed_key(self.seed, 0xF0), np.uint64(0))], dtype=np.uint64)
         self._update_key = seed_key(self.seed, 0xF1)
         self._eval_state: np.ndarray | None = None  # evaluation reads' stream, made on first use
+        self._diffusion_key = seed_key(self.seed, 0xF3)
+        self._diffusion_calls = 0
         self._update_calls = 0
         self._weights = aligned_zeros((self.out_size, self.in_size), np.float32)
         self._clip_to_bounds()
@@ -172,6 +174,18 @@ class AnalogTile:
             self.last_report = OpReport(UPDATE, n, pulse_slots=int(slots), max_bl=int(max_bl),
                                         coincidences=int(fired),
                                         line_slots=int(slots) * (self.out_size + self.in_size))
+        self._after_update()
+
+    def _after_update(self) -> None:
+        """What a device does once per update call (a mini-batch, as aihwkit's post-update
+        step): decay toward its reset bias (``lifetime``), then diffusion."""
+        pop = self.population
+        if pop.decay is not None:
+            kernels.decay_weights(self._weights, pop.decay, pop.reset_bias, pop.block)
+        if pop.diffusion is not None:
+            self._diffusion_calls += 1
+            key = np.uint64(kernels.mix(np.uint64(self._diffusion_key ^ np.uint64(self._diffusion_calls))))
+            kernels.diffuse_weights(self._weights, pop.diffusion, pop.block, key)
 
     def __repr__(self) -> str:
         return (f"AnalogTile({self.out_size}, {self.in_size}, device={self.device.type!r}, "
