@@ -5,6 +5,7 @@
     aimcsim sweep CONFIG --grid KEY=V1,V2,... [--grid ...] [--out DIR] [--workers N] [--scheduler ADDRESS]
                   [--perfetto none|json|gz]
     aimcsim plot RUN_DIR | SWEEP_DIR [--out DIR] [--cycles N]
+    aimcsim presets
 
 Exit status: 0 on success; 2 on invalid input (one line on stderr naming the key path and
 what is allowed); 1 when a run fails (e.g. diverges), its summary still written; 130 when
@@ -135,6 +136,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_presets(args: argparse.Namespace) -> int:
+    from .presets import listing  # noqa: PLC0415
+
+    print("\n".join(listing()))
+    return EXIT_OK
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
     from .sweep import parse_grid, sweep  # noqa: PLC0415
 
@@ -239,6 +247,12 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("config", metavar="CONFIG", help="YAML config file")
     val.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], help="override a config key")
     val.set_defaults(func=cmd_validate)
+
+    pr = sub.add_parser("presets", help="list aihwkit's device and RPU-config presets",
+                        description="List the device presets (device: {preset: NAME}) and RPU-config presets "
+                                    "(rpu_preset: NAME), one line each with what it models; 'aimcsim validate' "
+                                    "shows a config with a preset fully resolved.")
+    pr.set_defaults(func=cmd_presets)
 
     sw = sub.add_parser("sweep", help="run a grid of overrides, locally or on a Dask cluster",
                         description="Run the cartesian product of --grid values (or the config's sweep: {grid: ...}) "

@@ -21,6 +21,7 @@ from .data import check_data_files
 from .devices import parse_device
 from .errors import ConfigError, did_you_mean, from_validation_error, parse_model
 from .params import IOParameters, UpdateParameters, parse_backward_io
+from .presets import apply_rpu_preset
 from .sim.schedules import SCHEDULES
 
 TARGET_METRICS = ("train_loss", "test_loss", "test_accuracy", "grad_norm_sq")
@@ -118,6 +119,8 @@ class TrainConfig(_Section):
 
 class Config(_Section):
     seed: int = Field(0, ge=0)
+    rpu_preset: str | None = Field(None, description="an aihwkit RPU-config preset filling device, update and io "
+                                                     "(aimcsim presets lists them); explicit keys override it")
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     device: dict = Field(default_factory=lambda: {"type": "soft_bounds"})
@@ -183,6 +186,8 @@ class Config(_Section):
         out["energy"] = energy.applicable()
         if out.get("sweep") is None:
             out.pop("sweep", None)
+        if out.get("rpu_preset") is None:
+            out.pop("rpu_preset", None)
         return out
 
 
@@ -233,7 +238,7 @@ def load_config(path_or_dict: str | Path | dict | Config, overrides: list[str] |
             raise ConfigError(f"config: '{path}' is not valid YAML{where}") from None
         if not isinstance(data, dict):
             raise ConfigError(f"config: '{path}' must hold a mapping of sections")
-    data = apply_overrides(data, overrides)
+    data = apply_rpu_preset(apply_overrides(data, overrides))
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
