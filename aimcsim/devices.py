@@ -37,7 +37,7 @@ P_WMAX, P_WMIN, P_SCALE_UP, P_SCALE_DOWN, P_SHAPE_UP, P_SHAPE_DOWN = range(6)
 G_STD, G_MULT_NOISE, G_ES_A_UP, G_ES_A_DOWN, G_ES_GAMMA_UP, G_ES_GAMMA_DOWN, G_ES_A, G_ES_B, \
     G_STD_ADD, G_STD_SLOPE, G_N_NODES, G_NODES = range(12)
 
-_UNMODELLED_DEVICE = {
+_UNMODELLED_DEVICE = {  # write_noise_std: a field of the models whose aihwkit update implements it
     "write_noise_std": 0.0, "diffusion": 0.0, "diffusion_dtod": 0.0, "lifetime": 0.0,
     "lifetime_dtod": 0.0, "corrupt_devices_prob": 0.0, "perfect_bias": False,
     "reverse_up": False, "reverse_down": False, "construction_seed": 0,
@@ -105,13 +105,22 @@ class PulsedDevice(_Device):
         return self
 
 
+class _WriteNoise(BaseModel):
+    """Write noise, for the models whose aihwkit update implements it (not constant step)."""
+
+    write_noise_std: float = Field(0.0, ge=0, description=(
+        "apparent-weight noise in units of dw_min: reads see w + write_noise_std * dw_min * xi, redrawn for "
+        "every device an update touches (and for all after decay or diffusion); updates act on w"))
+    apply_write_noise_on_set: bool = Field(True, description="draw the write noise when weights are programmed")
+
+
 class ConstantStepDevice(PulsedDevice):
     """Constant step up to hard bounds."""
 
     type: Literal["constant_step"] = "constant_step"
 
 
-class LinearStepDevice(PulsedDevice):
+class LinearStepDevice(_WriteNoise, PulsedDevice):
     """Step size changing linearly with the weight (aihwkit ``LinearStepDevice``)."""
 
     type: Literal["linear_step"] = "linear_step"
@@ -124,14 +133,28 @@ class LinearStepDevice(PulsedDevice):
     mult_noise: bool = True
 
 
-class SoftBoundsDevice(PulsedDevice):
+class SoftBoundsDevice(_WriteNoise, PulsedDevice):
     """Soft bounds: the step shrinks linearly to zero at each device's own bound."""
 
     type: Literal["soft_bounds"] = "soft_bounds"
     mult_noise: bool = True
 
 
-class ExpStepDevice(PulsedDevice):
+class SoftBoundsReferenceDevice(_WriteNoise, PulsedDevice):
+    """Soft bounds read differentially against a fixed reference r: reads see w - r
+    (aihwkit ``SoftBoundsReferenceDevice``); the reference can hold each device's symmetry point."""
+
+    type: Literal["soft_bounds_reference"] = "soft_bounds_reference"
+    mult_noise: bool = False
+    reference_mean: float = Field(0.0, description="added to every device's reference r")
+    reference_std: float = Field(0.0, ge=0, description="device-to-device spread of r (normal, additive)")
+    subtract_symmetry_point: bool = Field(False, description=(
+        "add each device's symmetry point (up - down) / (up / w_max - down / w_min) to r (and to its reset bias)"))
+    slope_up_dtod: float = Field(0.0, ge=0, description="device-to-device spread of the up slope (moves w_max)")
+    slope_down_dtod: float = Field(0.0, ge=0, description="device-to-device spread of the down slope (moves w_min)")
+
+
+class ExpStepDevice(_WriteNoise, PulsedDevice):
     """Exponential step (CMOS-like), aihwkit ``ExpStepDevice``."""
 
     type: Literal["exp_step"] = "exp_step"
@@ -145,7 +168,7 @@ class ExpStepDevice(PulsedDevice):
     dw_min_std_slope: float = Field(0.0, ge=0)
 
 
-class PowStepDevice(PulsedDevice):
+class PowStepDevice(_WriteNoise, PulsedDevice):
     """Power-law step (Fusi & Abbott), aihwkit ``PowStepDevice``."""
 
     type: Literal["pow_step"] = "pow_step"
@@ -155,7 +178,7 @@ class PowStepDevice(PulsedDevice):
     pow_up_down_dtod: float = Field(0.0, ge=0)
 
 
-class PiecewiseStepDevice(PulsedDevice):
+class PiecewiseStepDevice(_WriteNoise, PulsedDevice):
     """Step size interpolated between nodes spread evenly over [w_min, w_max]."""
 
     type: Literal["piecewise_step"] = "piecewise_step"
@@ -170,12 +193,12 @@ class PiecewiseStepDevice(PulsedDevice):
 
 
 DeviceParameters = Annotated[
-    Union[IdealDevice, ConstantStepDevice, LinearStepDevice, SoftBoundsDevice, ExpStepDevice,
-          PowStepDevice, PiecewiseStepDevice],
+    Union[IdealDevice, ConstantStepDevice, LinearStepDevice, SoftBoundsDevice, SoftBoundsReferenceDevice,
+          ExpStepDevice, PowStepDevice, PiecewiseStepDevice],
     Field(discriminator="type"),
 ]
 DEVICE_TYPES = {m.model_fields["type"].default: m for m in (
-    IdealDevice, ConstantStepDevice, LinearStepDevice, SoftBoundsDevice, ExpStepDevice,
+    IdealDevice, ConstantStepDevice, LinearStepDevice, SoftBoundsDevice, SoftBoundsReferenceDevice, ExpStepDevice,
     PowStepDevice, PiecewiseStepDevice)}
 _ADAPTER = TypeAdapter(DeviceParameters)
 
@@ -218,6 +241,13 @@ class DeviceArrays:
     decay: np.ndarray | None = None       # per cross-point decay factor 1 - 1/lifetime (lifetime > 0)
     reset_bias: np.ndarray | None = None  # per cross-point target of the decay
     diffusion: np.ndarray | None = None   # per cross-point diffusion rate (diffusion > 0)
+    reference: np.ndarray | None = None   # per cross-point reference r of a differential read (w - r)
+    write_noise: float = 0.0              # std of the apparent-weight noise (write_noise_std x dw_min)
+
+    @property
+    def apparent(self) -> bool:
+        """Reads see something other than the device states (write noise or a reference)."""
+        return self.reference is not None or self.write_noise > 0.0
 
 
 def populate(device: BaseModel, shape: tuple[int, int], rng: np.random.Generator) -> DeviceArrays:
@@ -254,11 +284,24 @@ def populate(device: BaseModel, shape: tuple[int, int], rng: np.random.Generator
     shape_down = np.zeros(shape)
     model = CONSTANT_STEP
     shared[G_STD] = d.dw_min_std
-    if isinstance(d, SoftBoundsDevice):
+    reference = None
+    symmetry_point = 0.0
+    if isinstance(d, (SoftBoundsDevice, SoftBoundsReferenceDevice)):
         # aihwkit's soft bounds: linear step with gamma = 1 referenced to each device's own
         # bounds, i.e. step_up = scale_up (1 - w / w_max), step_down = scale_down (1 - w / w_min).
         model = SOFT_BOUNDS
         shared[G_MULT_NOISE] = 1.0 if d.mult_noise else 0.0
+        if isinstance(d, SoftBoundsReferenceDevice):  # rpu_softbounds_reference_device.cpp populate
+            consistent = (w_max > 0) & (w_min < 0)
+            if d.slope_up_dtod > 0 or d.slope_down_dtod > 0:  # a slope spread moves the bound
+                w_max = np.where(consistent, w_max / np.abs(1.0 + d.slope_up_dtod * gauss()), w_max)
+                w_min = np.where(consistent, w_min / np.abs(1.0 + d.slope_down_dtod * gauss()), w_min)
+            reference = d.reference_mean + d.reference_std * gauss()
+            if d.subtract_symmetry_point:
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    sp = (scale_up - scale_down) / (scale_up / w_max - scale_down / w_min)
+                symmetry_point = np.where(consistent, sp, 0.0)
+                reference = reference + symmetry_point
     elif isinstance(d, LinearStepDevice):
         model = LINEAR_STEP
         gam_up = d.gamma_up + d.gamma_up_dtod * gauss()
@@ -301,10 +344,12 @@ def populate(device: BaseModel, shape: tuple[int, int], rng: np.random.Generator
     if d.lifetime > 0:  # aihwkit: lifetime_ij = lifetime (1 + dtod xi); factor 1 - 1/lifetime_ij, 0 when <= 1
         life = d.lifetime * (1.0 + d.lifetime_dtod * gauss())
         decay = np.where(life > 1.0, 1.0 - 1.0 / np.where(life > 1.0, life, 1.0), 0.0).astype(np.float32)
-        reset_bias = (d.reset + d.reset_dtod * gauss()).astype(np.float32)
+        reset_bias = (d.reset + d.reset_dtod * gauss() + symmetry_point).astype(np.float32)
     if d.diffusion > 0:
         diffusion = np.abs(d.diffusion * (1.0 + d.diffusion_dtod * gauss())).astype(np.float32)
-    return DeviceArrays(model, block, shared, float(d.dw_min), decay, reset_bias, diffusion)
+    write_noise = float(getattr(d, "write_noise_std", 0.0)) * d.dw_min
+    return DeviceArrays(model, block, shared, float(d.dw_min), decay, reset_bias, diffusion,
+                        None if reference is None else reference.astype(np.float32), write_noise)
 
 
 @njit(cache=True, inline="always")

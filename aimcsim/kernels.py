@@ -554,6 +554,68 @@ def _fire_rows(lo: int, hi: int, weights: np.ndarray, device, d: np.ndarray, bl:
     return fired
 
 
+@njit(cache=True)
+def _refresh_touched(weights, apparent, reference, write_noise, bl, groups, deterministic, sub_key, plan) -> None:
+    """Apparent weights of the devices one planned vector fired on: w - r (+ write_noise xi),
+    row i drawing from its own stream (sub_key, n_out + 2 + i), as aihwkit's update_once of
+    the models with write noise. A pass of its own after the firing, so the firing loop is
+    compiled exactly as without apparent weights."""
+    x_masks, d_masks, x_prob, d_prob, order, starts, group_mask, group_up = plan
+    n_out, n_in = weights.shape
+    written = np.zeros(n_in + 1, dtype=np.float32)  # fill_normals32 writes an even count
+    scratch = np.empty(normals32_scratch(n_in), dtype=np.uint64)
+    for i in range(n_out):
+        touched = 0
+        for g in range(groups):
+            if deterministic:
+                n = int(math.floor(d_prob[i] * x_prob[order[starts[g]]] + 0.5))
+            else:
+                n = _popcount(d_masks[i] & group_mask[g])
+            if n > 0:
+                touched += starts[g + 1] - starts[g]
+        if touched == 0:
+            continue
+        if write_noise > 0.0:
+            fill_normals32(stream(sub_key, np.uint64(n_out + 2 + i)), written, touched, scratch)
+        p = 0
+        for g in range(groups):
+            if deterministic:
+                n = int(math.floor(d_prob[i] * x_prob[order[starts[g]]] + 0.5))
+            else:
+                n = _popcount(d_masks[i] & group_mask[g])
+            if n == 0:
+                continue
+            for k in range(starts[g], starts[g + 1]):
+                j = order[k]
+                v = weights[i, j]
+                if reference.shape[0] > 0:
+                    v -= reference[i, j]
+                if write_noise > 0.0:
+                    v += np.float32(write_noise) * written[p]
+                    p += 1
+                apparent[i, j] = v
+
+
+@njit(cache=True)
+def refresh_apparent(weights: np.ndarray, apparent: np.ndarray, reference: np.ndarray, write_noise: float,
+                     key: np.uint64) -> None:
+    """Every device's apparent weight w - r + write_noise xi (aihwkit's applyUpdateWriteNoise, after
+    decay, diffusion or programming), row i drawing from its own stream (key, i)."""
+    n_out, n_in = weights.shape
+    noise = np.zeros(n_in + 1, dtype=np.float32)
+    scratch = np.empty(normals32_scratch(n_in), dtype=np.uint64)
+    for i in range(n_out):
+        if write_noise > 0.0:
+            fill_normals32(stream(key, np.uint64(i)), noise, n_in, scratch)
+        for j in range(n_in):
+            v = weights[i, j]
+            if reference.shape[0] > 0:
+                v -= reference[i, j]
+            if write_noise > 0.0:
+                v += np.float32(write_noise) * noise[j]
+            apparent[i, j] = v
+
+
 @njit(parallel=True, cache=True)
 def _fire_rows_threaded(weights: np.ndarray, device, d: np.ndarray, bl: int, groups: int,
                         deterministic: bool, sub_key: np.uint64, plan) -> int:
@@ -571,13 +633,16 @@ def _fire_rows_threaded(weights: np.ndarray, device, d: np.ndarray, bl: int, gro
 def pulsed_update(weights: np.ndarray, block: np.ndarray, model: int, shared: np.ndarray,
                   xs: np.ndarray, ds: np.ndarray, lr: float, dw_min: float, desired_bl: int,
                   fixed_bl: bool, bl_management: bool, management: bool, grad_scale: float,
-                  deterministic: bool, key: np.uint64):
+                  deterministic: bool, key: np.uint64, apparent: np.ndarray, reference: np.ndarray,
+                  write_noise: float, viewed: bool):
     """Apply rows of (xs, ds) as sequential pulsed rank-one updates, in place.
 
     Stochastic: x_j and d_i become Bernoulli pulse trains of BL slots with probabilities
     B|x_j| and A|d_i| (update management); cross-point (i, j) fires once per slot where both
     trains pulse. Deterministic implicit: it fires round(BL * A|d_i| * B|x_j|) times.
     Crossbars of at least ``PARALLEL_MIN_SIZE`` cross-points fire their rows on all threads.
+    ``weights`` are the device states; with ``viewed`` the touched devices' ``apparent`` weights
+    (what reads see: w - reference + write noise) are refreshed too (an empty ``reference``: none).
     Returns (pulse slots summed over vectors, largest BL, coincidences = device pulses fired).
     """
     n_out, n_in = weights.shape
@@ -602,6 +667,8 @@ def pulsed_update(weights: np.ndarray, block: np.ndarray, model: int, shared: np
             fired += _fire_rows_threaded(weights, device, d, bl, groups, deterministic, sub_key, plan)
         else:
             fired += _fire_rows(0, n_out, weights, device, d, bl, groups, deterministic, sub_key, plan)
+        if viewed:
+            _refresh_touched(weights, apparent, reference, write_noise, bl, groups, deterministic, sub_key, plan)
     return slots, max_bl, fired
 
 
@@ -662,5 +729,5 @@ def float_update(weights: np.ndarray, xs: np.ndarray, ds: np.ndarray, lr: float)
 
 
 __all__ = ["analog_read", "all_finite", "pulsed_update", "expected_update", "float_update", "decay_weights",
-           "diffuse_weights",
+           "diffuse_weights", "refresh_apparent",
            "update_management", "NONFINITE", "mix"]

@@ -58,14 +58,13 @@ _DEVICES = [
         "dw_min": 0.00135, "up_down": 0.259359, "w_max": 1.0, "w_min": -1.0, "a": -0.5, "b": -0.5,
         "gamma_up": 5.0, "gamma_down": 5.0, "A_up": -1.18445, "A_down": -0.081404, "dw_min_dtod": 0.2,
         "up_down_dtod": 0.05, "w_max_dtod": 0.3, "w_min_dtod": 0.3, "dw_min_std": 5.0, "write_noise_std": 75.0},
-        "ReRAM, exponential step fit to Gong et al., Nat. Commun. 2018",
-        missing="write_noise_std (the apparent-weight write noise) is not modelled yet"),
+        "ReRAM, exponential step with write noise, fit to Gong et al., Nat. Commun. 2018"),
     DevicePreset("ReRamSBPresetDevice", "soft_bounds_reference", {
         "dw_min": 0.002, "up_down": 0.0, "w_max": 1.25, "w_min": -0.75, "mult_noise": False, "dw_min_dtod": 0.3,
         "up_down_dtod": 0.01, "w_max_dtod": 0.3 / 1.25, "w_min_dtod": 0.3 / 0.75, "dw_min_std": 3.75,
         "write_noise_std": 56},
-        "ReRAM, soft bounds with a reference device, loose fit to Gong et al., Nat. Commun. 2018",
-        missing="soft_bounds_reference devices and write_noise_std are not modelled yet"),
+        "ReRAM, soft bounds read against a reference, with write noise, loose fit to Gong et al., "
+        "Nat. Commun. 2018"),
     DevicePreset("CapacitorPresetDevice", "linear_step", {
         "dw_min": 0.005, "up_down": 0.0, "w_max": 1.0, "w_min": -1.0, "mult_noise": False, "gamma_up": 0.05,
         "gamma_down": 0.05, "dw_min_dtod": 0.1, "up_down_dtod": 0.06, "w_max_dtod": 0.07, "w_min_dtod": 0.07,

@@ -68,29 +68,53 @@ class AnalogTile:
         self._diffusion_key = seed_key(self.seed, 0xF3)
         self._diffusion_calls = 0
         self._update_calls = 0
+        # what reads see; the device states are the same array unless reads see something else
+        # (a reference subtracted, write noise added: the "apparent" weights of aihwkit)
         self._weights = aligned_zeros((self.out_size, self.in_size), np.float32)
+        pop = self.population
+        self._state = aligned_zeros((self.out_size, self.in_size), np.float32) if pop.apparent else self._weights
+        self._reference = pop.reference if pop.reference is not None else np.zeros((0, 0), np.float32)
+        self._write_noise_key = seed_key(self.seed, 0xF4)
+        self._write_noise_calls = 0
         self._clip_to_bounds()
+        self._refresh_apparent(on_set=True)
         self.last_report: OpReport | None = None
 
     # ---------------------------------------------------------------- weights
     def get_weights(self) -> np.ndarray:
-        """A copy of the weights, shape (out_size, in_size)."""
+        """A copy of the weights the reads see, shape (out_size, in_size)."""
         return self._weights.copy()
 
     def set_weights(self, weights: object) -> None:
-        """Program the weights; values beyond a device's own bounds are clipped to them."""
+        """Program the weights the reads see (the device states are these plus any reference);
+        states beyond a device's own bounds are clipped to them."""
         w = np.asarray(weights, dtype=np.float32)
         if w.shape != self._weights.shape:
             raise ConfigError(f"weights: expected shape {self._weights.shape}, got {np.shape(weights)}")
         if not kernels.all_finite(w):
             raise ConfigError("weights: must be finite (found NaN or inf)")
-        self._weights[...] = w
+        self._state[...] = w
+        if self.population.reference is not None:
+            self._state += self.population.reference
         self._clip_to_bounds()
+        self._refresh_apparent(on_set=True)
 
     def _clip_to_bounds(self) -> None:
         if self.population.model != IDEAL:
             block = self.population.block
-            np.clip(self._weights, block[P_WMIN], block[P_WMAX], out=self._weights)
+            np.clip(self._state, block[P_WMIN], block[P_WMAX], out=self._state)
+
+    def _refresh_apparent(self, on_set: bool = False) -> None:
+        """Every device's apparent weight anew (after programming, decay or diffusion)."""
+        pop = self.population
+        if not pop.apparent:
+            return
+        noise = pop.write_noise
+        if on_set and not getattr(self.device, "apply_write_noise_on_set", True):
+            noise = 0.0
+        self._write_noise_calls += 1
+        key = np.uint64(kernels.mix(np.uint64(self._write_noise_key ^ np.uint64(self._write_noise_calls))))
+        kernels.refresh_apparent(self._state, self._weights, self._reference, noise, key)
 
     # ------------------------------------------------------------------ reads
     def _read(self, transposed: bool, values: object, io: np.ndarray, perfect: bool,
@@ -157,20 +181,23 @@ class AnalogTile:
         pop = self.population
         n = xs.shape[0]
         if up.pulse_type == "none" or isinstance(self.device, IdealDevice):
-            kernels.float_update(self._weights, xs, ds, float(lr))
+            kernels.float_update(self._state, xs, ds, float(lr))
             self.last_report = OpReport(UPDATE, n)
+            self._refresh_apparent()
         elif up.pulse_type == "expected":
-            kernels.expected_update(self._weights, pop.block, pop.model, pop.shared, xs, ds,
+            kernels.expected_update(self._state, pop.block, pop.model, pop.shared, xs, ds,
                                     float(lr), pop.dw_min)
             self.last_report = OpReport(UPDATE, n)
+            self._refresh_apparent()
         else:
             key = np.uint64(kernels.mix(np.uint64(self._update_key ^ np.uint64(self._update_calls))))
             self._update_calls += 1
             slots, max_bl, fired = kernels.pulsed_update(
-                self._weights, pop.block, pop.model, pop.shared, xs, ds, float(lr), pop.dw_min,
+                self._state, pop.block, pop.model, pop.shared, xs, ds, float(lr), pop.dw_min,
                 up.desired_bl, up.fixed_bl, up.update_bl_management,
                 up.update_management or up.update_bl_management, up.um_grad_scale,
-                up.pulse_type == "deterministic_implicit", key)
+                up.pulse_type == "deterministic_implicit", key, self._weights, self._reference,
+                pop.write_noise, pop.apparent)
             self.last_report = OpReport(UPDATE, n, pulse_slots=int(slots), max_bl=int(max_bl),
                                         coincidences=int(fired),
                                         line_slots=int(slots) * (self.out_size + self.in_size))
@@ -178,14 +205,17 @@ class AnalogTile:
 
     def _after_update(self) -> None:
         """What a device does once per update call (a mini-batch, as aihwkit's post-update
-        step): decay toward its reset bias (``lifetime``), then diffusion."""
+        step): decay toward its reset bias (``lifetime``), then diffusion; then, if reads see
+        apparent weights, every device's anew (aihwkit's applyUpdateWriteNoise)."""
         pop = self.population
         if pop.decay is not None:
-            kernels.decay_weights(self._weights, pop.decay, pop.reset_bias, pop.block)
+            kernels.decay_weights(self._state, pop.decay, pop.reset_bias, pop.block)
         if pop.diffusion is not None:
             self._diffusion_calls += 1
             key = np.uint64(kernels.mix(np.uint64(self._diffusion_key ^ np.uint64(self._diffusion_calls))))
-            kernels.diffuse_weights(self._weights, pop.diffusion, pop.block, key)
+            kernels.diffuse_weights(self._state, pop.diffusion, pop.block, key)
+        if pop.decay is not None or pop.diffusion is not None:
+            self._refresh_apparent()
 
     def __repr__(self) -> str:
         return (f"AnalogTile({self.out_size}, {self.in_size}, device={self.device.type!r}, "

@@ -104,13 +104,14 @@ def test_rpu_preset_fills_device_update_and_io_and_explicit_keys_win():
 @pytest.mark.parametrize("data,expected", [
     ({"rpu_preset": "EcRamPreseet"}, "rpu_preset: unknown preset 'EcRamPreseet' (did you mean 'EcRamPreset'?)"),
     ({"rpu_preset": "TTv2EcRamPreset"}, "rpu_preset: TTv2EcRamPreset needs what aimcsim does not have yet: two-array"),
-    ({"rpu_preset": "ReRamSBPreset"}, "rpu_preset: ReRamSBPreset needs what aimcsim does not have yet"),
+    ({"rpu_preset": "AGADReRamSBPreset"}, "rpu_preset: AGADReRamSBPreset needs what aimcsim does not have yet"),
     ({"rpu_preset": "EcRamPreset", "device": {"type": "soft_bounds"}}, "device.type: 'soft_bounds' conflicts with rpu_preset"),
     ({"rpu_preset": "EcRamPreset", "device": {"preset": "CapacitorPresetDevice"}}, "device.preset: CapacitorPresetDevice conflicts"),
     ({"device": {"preset": "CapacitorPresetDevice", "dw_mn": 0.1}}, "device.dw_mn: unknown key (did you mean 'dw_min'?)"),
     ({"device": {"preset": "IdealizedPresetDevice", "gamma_up": 0.1}}, "device.gamma_up: unknown key"),
     ({"device": {"preset": "CapacitorPresetDevice", "type": "soft_bounds"}}, "device.type: 'soft_bounds' conflicts"),
-    ({"device": {"preset": "ReRamESPresetDevice"}}, "device.preset: ReRamESPresetDevice needs physics"),
+    ({"device": {"type": "constant_step", "write_noise_std": 1.0}}, "device: write_noise_std"),  # nor in aihwkit
+    ({"device": {"type": "soft_bounds_reference", "reference_std": -1}}, "device.reference_std"),
     ({"device": {"preset": "EcRamPresetDevic"}}, "(did you mean 'EcRamPresetDevice'?)"),
     ({"device": {"type": "linear_step", "lifetime": -1}}, "device.lifetime"),
 ])
@@ -131,7 +132,7 @@ def test_presets_command_lists_every_preset_with_what_it_models(capsys):
         for algorithm in ("{}Preset", "TikiTaka{}Preset", "TTv2{}Preset", "ChoppedTTv2{}Preset", "AGAD{}Preset",
                           "MixedPrecision{}Preset"):
             assert algorithm.format(family) in RPU_PRESETS
-    assert "not yet" in out
+    assert "not yet" in out  # the two-array algorithms
 
 
 def test_validate_shows_a_preset_fully_resolved(tmp_path, capsys):
@@ -154,3 +155,81 @@ def test_the_shipped_preset_config_trains_on_the_async_pipeline():
     r = aimcsim.simulate(cfg)
     assert r.summary["status"] == "ok" and r.summary["schedule"] == "async"
     assert r.summary["final_test_accuracy"] > 0.8
+
+
+def test_write_noise_is_drawn_on_programming_and_for_every_device_an_update_touches():
+    n = 60 * 50
+    device = {"type": "soft_bounds", "write_noise_std": 8.0, "dw_min": 0.002, "dw_min_std": 0.0}
+    sigma = 8.0 * 0.002
+    tile = AnalogTile(60, 50, device=device, seed=6)
+    tile.set_weights(np.zeros((60, 50)))  # zero is inside every device's bounds
+    noise = tile.get_weights().astype(np.float64)
+    assert abs(noise.mean()) < 4 * sigma / math.sqrt(n) + 1e-6
+    assert abs(noise.std() - sigma) < 4 * sigma / math.sqrt(2 * n)
+    quiet = AnalogTile(60, 50, device={**device, "apply_write_noise_on_set": False}, seed=6)
+    quiet.set_weights(np.zeros((60, 50)))
+    np.testing.assert_array_equal(quiet.get_weights(), 0.0)
+    # one device pulsed: only its apparent weight changes, and the read sees it
+    tile.set_weights(np.zeros((60, 50)))
+    before = tile.get_weights()
+    x, d = np.zeros(50, np.float32), np.zeros(60, np.float32)
+    x[3], d[7] = 1.0, -1.0
+    tile.update(x, d, 0.002)
+    changed = np.argwhere(tile.get_weights() != before)
+    assert changed.tolist() == [[7, 3]] and tile.last_report.coincidences >= 1
+    probe = np.zeros(50, np.float32)
+    probe[3] = 1.0
+    perfect = AnalogTile(60, 50, device=device, forward_io={"perfect": True}, seed=6)
+    perfect.set_weights(tile.get_weights())  # (re-drawn noise on set)
+    np.testing.assert_allclose(perfect.forward(probe), perfect.get_weights()[:, 3], rtol=1e-6)
+
+
+def test_write_noise_of_a_dense_update_is_fresh_for_every_touched_device():
+    device = {"type": "linear_step", "write_noise_std": 10.0, "dw_min": 0.001, "dw_min_std": 0.0,
+              "w_max": 5.0, "w_min": -5.0}
+    tile = AnalogTile(80, 60, device=device, update={"pulse_type": "deterministic_implicit"}, seed=7)
+    tile.set_weights(np.zeros((80, 60)))
+    tile.update(np.ones(60, np.float32), -np.ones(80, np.float32), 0.01)  # every device fires
+    assert tile.last_report.coincidences >= 80 * 60
+    noise = tile.get_weights().astype(np.float64) - tile._state
+    n, sigma = 80 * 60, 10.0 * 0.001
+    assert abs(noise.std() - sigma) < 4 * sigma / math.sqrt(2 * n)
+
+
+def test_a_reference_device_reads_w_minus_r_and_can_hold_the_symmetry_point():
+    n = 100 * 80
+    device = {"type": "soft_bounds_reference", "reference_mean": 0.05, "reference_std": 0.02, "dw_min_std": 0.0}
+    tile = AnalogTile(100, 80, device=device, seed=8)
+    ref = tile.population.reference.astype(np.float64)
+    assert abs(ref.mean() - 0.05) < 4 * 0.02 / math.sqrt(n)
+    assert abs(ref.std() - 0.02) < 4 * 0.02 / math.sqrt(2 * n)
+    tile.set_weights(np.full((100, 80), 0.1))
+    state = np.clip(0.1 + ref, tile.population.block[P_WMIN], tile.population.block[P_WMAX])
+    np.testing.assert_allclose(tile._state, state, atol=1e-6)  # the device holds the weight plus its reference
+    np.testing.assert_allclose(tile.get_weights(), state - ref, atol=1e-6)  # reads see w - r
+    assert np.mean(np.isclose(tile.get_weights(), 0.1, atol=1e-6)) > 0.9  # where the bounds allow
+    sym = AnalogTile(30, 20, device={"type": "soft_bounds_reference", "subtract_symmetry_point": True,
+                                     "up_down": 0.2, "dw_min_std": 0.0}, seed=9)
+    block = sym.population.block.astype(np.float64)
+    up, down, wmax, wmin = block[2], block[3], block[0], block[1]
+    np.testing.assert_allclose(sym.population.reference, (up - down) / (up / wmax - down / wmin), rtol=1e-5)
+
+
+def test_slope_spread_of_a_reference_device_moves_its_bounds():
+    n = 200 * 150
+    base = {"type": "soft_bounds_reference", "w_max_dtod": 0.0, "w_min_dtod": 0.0, "dw_min_dtod": 0.0,
+            "up_down_dtod": 0.0}
+    plain = AnalogTile(200, 150, device=base, seed=10).population.block
+    spread = AnalogTile(200, 150, device={**base, "slope_up_dtod": 0.1}, seed=10).population.block
+    ratio = (plain[P_WMAX] / spread[P_WMAX]).astype(np.float64)  # = |1 + 0.1 xi|
+    assert abs(ratio.mean() - 1.0) < 4 * 0.1 / math.sqrt(n)
+    assert abs(ratio.std() - 0.1) < 4 * 0.1 / math.sqrt(2 * n)
+    np.testing.assert_array_equal(spread[P_WMIN], plain[P_WMIN])
+
+
+def test_the_reram_presets_now_run():
+    for name in ("ReRamSBPreset", "ReRamESPreset"):
+        r = aimcsim.simulate({"rpu_preset": name, "data": {"name": "synthetic", "n_samples": 60},
+                              "train": {"epochs": 1, "target": None}})
+        assert r.summary["status"] == "ok"
+    assert parse_device({"preset": "ReRamSBPresetDevice"}).write_noise_std == 56
