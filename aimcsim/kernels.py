@@ -564,14 +564,15 @@ def _refresh_touched(weights, apparent, reference, write_noise, bl, groups, dete
     n_out, n_in = weights.shape
     written = np.zeros(n_in + 1, dtype=np.float32)  # fill_normals32 writes an even count
     scratch = np.empty(normals32_scratch(n_in), dtype=np.uint64)
+    counts = np.empty(max(groups, 1), dtype=np.int64)
     for i in range(n_out):
         touched = 0
-        for g in range(groups):
+        for g in range(groups):  # the pulse counts _fire_rows fired (computed as it does)
             if deterministic:
-                n = int(math.floor(d_prob[i] * x_prob[order[starts[g]]] + 0.5))
+                counts[g] = int(math.floor(d_prob[i] * x_prob[order[starts[g]]] + 0.5))
             else:
-                n = _popcount(d_masks[i] & group_mask[g])
-            if n > 0:
+                counts[g] = _popcount(d_masks[i] & group_mask[g])
+            if counts[g] > 0:
                 touched += starts[g + 1] - starts[g]
         if touched == 0:
             continue
@@ -579,11 +580,7 @@ def _refresh_touched(weights, apparent, reference, write_noise, bl, groups, dete
             fill_normals32(stream(sub_key, np.uint64(n_out + 2 + i)), written, touched, scratch)
         p = 0
         for g in range(groups):
-            if deterministic:
-                n = int(math.floor(d_prob[i] * x_prob[order[starts[g]]] + 0.5))
-            else:
-                n = _popcount(d_masks[i] & group_mask[g])
-            if n == 0:
+            if counts[g] == 0:
                 continue
             for k in range(starts[g], starts[g + 1]):
                 j = order[k]

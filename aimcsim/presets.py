@@ -128,15 +128,19 @@ def _rpu_presets() -> dict[str, RPUPreset]:
 RPU_PRESETS: dict[str, RPUPreset] = _rpu_presets()
 
 
-def device_preset(name: object, prefix: str = "device.preset") -> DevicePreset:
-    """The device preset ``name``, or a one-line error naming close matches or what is missing."""
-    preset = DEVICE_PRESETS.get(name) if isinstance(name, str) else None
+def _lookup(table: dict, name: object, prefix: str, what: str):
+    """``table[name]``, or a one-line error naming close matches, or what the preset still needs."""
+    preset = table.get(name) if isinstance(name, str) else None
     if preset is None:
-        raise ConfigError(f"{prefix}: unknown device preset {name!r}{did_you_mean(name, DEVICE_PRESETS)}; "
-                          f"'aimcsim presets' lists them")
+        raise ConfigError(f"{prefix}: unknown {what} {name!r}{did_you_mean(name, table)}; 'aimcsim presets' lists them")
     if preset.missing:
-        raise ConfigError(f"{prefix}: {name} needs physics aimcsim does not have yet: {preset.missing}")
+        raise ConfigError(f"{prefix}: {name} needs what aimcsim does not have yet: {preset.missing}")
     return preset
+
+
+def device_preset(name: object, prefix: str = "device.preset") -> DevicePreset:
+    """The device preset ``name`` (a one-line error for an unknown one, or one aimcsim cannot run)."""
+    return _lookup(DEVICE_PRESETS, name, prefix, "device preset")
 
 
 def resolve_device(value: dict, prefix: str = "device") -> dict:
@@ -160,12 +164,7 @@ def apply_rpu_preset(data: dict) -> dict:
     name = data.get("rpu_preset")
     if name is None:
         return data
-    preset = RPU_PRESETS.get(name) if isinstance(name, str) else None
-    if preset is None:
-        raise ConfigError(f"rpu_preset: unknown preset {name!r}{did_you_mean(name, RPU_PRESETS)}; "
-                          f"'aimcsim presets' lists them")
-    if preset.missing:
-        raise ConfigError(f"rpu_preset: {name} needs what aimcsim does not have yet: {preset.missing}")
+    preset = _lookup(RPU_PRESETS, name, "rpu_preset", "preset")
     for section in ("device", "update", "io"):
         if data.get(section) is not None and not isinstance(data[section], dict):
             raise ConfigError(f"{section}: expected a mapping of settings, got {type(data[section]).__name__}")
