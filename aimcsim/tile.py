@@ -105,7 +105,9 @@ class AnalogTile:
             np.clip(self._state, block[P_WMIN], block[P_WMAX], out=self._state)
 
     def _refresh_apparent(self, on_set: bool = False) -> None:
-        """Every device's apparent weight anew (after programming, decay or diffusion)."""
+        """Every device's apparent weight anew: after programming (unless the device turns the
+        noise off there), decay or diffusion, and after an update without pulses (``expected``,
+        ``none``), which cannot say which devices it touched."""
         pop = self.population
         if not pop.apparent:
             return
