@@ -115,8 +115,6 @@ ENERGY_PRESETS: dict[str, dict] = {
     "isaac32": {"dac_pj": 0.41667, "adc_pj": 1.6667, "cell_read_fj": 2.34, "pulse_slot_pj": 0.41667,
                 "device_pulse_pj": 8.0, "digital_pj": 0.265, "link_pj_per_bit": 0.203, "static_mw": 3.3},
 }
-ENERGY_KEYS = ("dac_pj", "adc_pj", "cell_read_fj", "pulse_slot_pj", "device_pulse_pj", "digital_pj",
-               "link_pj_per_bit", "static_mw")
 #: the parts of a run's energy that summary.json's energy_by_op reports
 ENERGY_PARTS = ("F", "B", "U", "transfers", "links", "digital", "static")
 
@@ -166,6 +164,9 @@ class EnergyModel(BaseModel):
     def applicable(self) -> dict:
         """The settings that take effect, as plain data (what ``config.yaml`` lists)."""
         return self.model_dump(mode="json") if self.enabled else {"preset": "none"}
+
+
+ENERGY_KEYS = tuple(k for k in EnergyModel.model_fields if k != "preset")  # the constants
 
 
 def parse_energy(value: object, prefix: str = "energy") -> EnergyModel:
