@@ -18,7 +18,7 @@ from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationI
 
 from .cost import EnergyModel, TimingModel, parse_energy, parse_timing
 from .data import check_data_files
-from .devices import parse_device
+from .compounds import parse_device
 from .errors import ConfigError, did_you_mean, from_validation_error, parse_model
 from .params import IOParameters, UpdateParameters, parse_backward_io
 from .presets import apply_rpu_preset

@@ -9,10 +9,11 @@ an energy model fills it in.
 
 Timing presets:
   ``ideal``  the paper's abstract clock: every F and B of a stage takes 1 cycle per
-             micro-batch, U takes 0 cycles, links are free.
+             micro-batch, U and T (a compound's transfers) take 0 cycles, links are free.
   ``rf25``   measured-hardware constants (Wu et al. 2025, "Analog In-memory Training on
              General Non-ideal Resistive Elements", Table 3): 40 ns per analog read of one
-             vector, 5 ns per pulse slot plus 5.9 ns per vector for an update, 1 GHz clock.
+             vector, 5 ns per pulse slot plus 5.9 ns per vector for an update, 1 GHz clock;
+             a transfer is charged as its column reads plus its pulsed writes.
              Links stay free unless set.
 Every constant can be overridden (``timing: {preset: rf25, read_ns: 30}``); a constant that
 no op is charged with under the chosen settings (``read_ns`` while F and B have fixed
@@ -44,8 +45,8 @@ READ_TIME_KEYS = ("read_ns", "digital_ns", "digital_sum_ns")
 UPDATE_TIME_KEYS = ("pulse_slot_ns", "update_vector_ns")
 
 PRESETS: dict[str, dict] = {
-    "ideal": {"forward_cycles": 1, "backward_cycles": 1, "update_cycles": 0},
-    "rf25": {"forward_cycles": None, "backward_cycles": None, "update_cycles": None},
+    "ideal": {"forward_cycles": 1, "backward_cycles": 1, "update_cycles": 0, "transfer_cycles": 0},
+    "rf25": {"forward_cycles": None, "backward_cycles": None, "update_cycles": None, "transfer_cycles": None},
 }
 
 
@@ -66,6 +67,9 @@ class TimingModel(BaseModel):
     forward_cycles: int | None = Field(None, ge=0, description="fixed cycles of a stage's F op")
     backward_cycles: int | None = Field(None, ge=0, description="fixed cycles of a stage's B op")
     update_cycles: int | None = Field(None, ge=0, description="fixed cycles of a stage's U op")
+    transfer_cycles: int | None = Field(None, ge=0, description=(
+        "fixed cycles of a stage's T op (a compound crossbar's transfers); None: its column reads at read_ns "
+        "per pass, its writes at pulse_slot_ns per slot plus update_vector_ns per vector"))
     read_ns: float = Field(40.0, ge=0, description="one analog read of one vector (per BM pass)")
     pulse_slot_ns: float = Field(5.0, ge=0, description="one slot of an update pulse train")
     update_vector_ns: float = Field(5.9, ge=0, description="fixed cost per vector of an update")
@@ -84,12 +88,14 @@ class TimingModel(BaseModel):
         """Constants no op is charged with under these settings -> why (``link_bits_used``: the
         energy model charges the bits a link moves, so ``bits_per_element`` applies)."""
         unused = {}
+        transfer_fixed = self.transfer_cycles is not None
         if self.forward_cycles is not None and self.backward_cycles is not None:
             for key in READ_TIME_KEYS:
-                unused[key] = "forward_cycles and backward_cycles are fixed"
-        if self.update_cycles is not None:
+                if transfer_fixed or key != "read_ns":
+                    unused[key] = "forward_cycles and backward_cycles are fixed"
+        if self.update_cycles is not None and transfer_fixed:
             for key in UPDATE_TIME_KEYS:
-                unused[key] = "update_cycles is fixed"
+                unused[key] = "update_cycles and transfer_cycles are fixed"
         if math.isinf(self.link_bits_per_cycle) and not link_bits_used:
             unused["bits_per_element"] = "link_bits_per_cycle is unlimited and no energy is accounted"
         return unused
@@ -268,7 +274,23 @@ class CostModel:
             return Cost(self._cycles(ns))
         e = self.energy
         pulses = sum(r.line_slots * e.pulse_slot_pj + r.coincidences * e.device_pulse_pj for r in reports)
-        return Cost(self._cycles(ns), self._charge(op, pulses))
+        digital = sum(r.digital for r in reports) * e.digital_pj  # a mixed-precision accumulator's work
+        return Cost(self._cycles(ns), self._charge(op, pulses, digital))
+
+    def _transfer(self, op: str, reports: Sequence[OpReport]) -> Cost:
+        """A stage's T (compound crossbars' transfers): its column reads as reads (read_ns per
+        pass) and its writes onto the slow array as updates; energy: the reads' conversions and
+        cells, the writes' pulses, the buffer's digital work. All of it goes to ``transfers``."""
+        t = self.timing
+        ns = sum(r.passes * t.read_ns + r.pulse_slots * t.pulse_slot_ns + r.vectors * t.update_vector_ns
+                 for r in reports)
+        if not self.accounts_energy:
+            return Cost(self._cycles(ns))
+        e = self.energy
+        energy = sum(r.dac * e.dac_pj + r.adc * e.adc_pj + r.cells * e.cell_read_fj * 1e-3
+                     + r.line_slots * e.pulse_slot_pj + r.coincidences * e.device_pulse_pj
+                     + r.digital * e.digital_pj for r in reports)
+        return Cost(self._cycles(ns), self._charge(op, energy))
 
     def _link(self, op: str, reports: Sequence[LinkReport]) -> Cost:
         """Latency plus serialisation of the elements moved between neighbouring accelerators;

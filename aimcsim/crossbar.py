@@ -4,8 +4,10 @@ A **crossbar** is anything that holds weights and does the hardware's operations
 read, a transposed read, an in-place pulsed update, programming and reading back its
 weights, and a report of what each operation did (``last_report``, an
 :class:`~aimcsim.ops.OpReport` that the cost model prices). :class:`Crossbar` states that
-interface; :class:`~aimcsim.tile.AnalogTile` (one array) and :class:`TileGrid` (a layer split
-over several tiles) implement it, and so will two-array compound tiles.
+interface; :class:`~aimcsim.tile.AnalogTile` (one array), the compound tiles of
+:mod:`aimcsim.compound_tile` (two arrays, or an array and a digital accumulator) and
+:class:`TileGrid` (a layer split over several tiles) implement it. A compound's ``update`` may
+run transfers; it reports them in ``last_transfer`` (op T) apart from the update itself.
 
 Layers never name a tile class: they call :func:`make_crossbar`, which builds a
 :class:`TileGrid` whose tiles come from :data:`TILE_KINDS`, a registry keyed by the device
@@ -20,9 +22,12 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from .devices import DEVICE_TYPES, parse_device
+from .compounds import parse_device
+from .devices import DEVICE_TYPES
 from .errors import ConfigError
-from .ops import BACKWARD, FORWARD, UPDATE, OpReport
+from .compound_tile import MixedPrecisionTile, TransferTile
+from .compounds import TRANSFER_TYPES
+from .ops import BACKWARD, FORWARD, TRANSFER, UPDATE, OpReport
 from .rng import seed_key
 from .tile import AnalogTile
 
@@ -32,12 +37,19 @@ class Crossbar(Protocol):
     """What the rest of the simulator may do with weights held in analog arrays.
 
     Vectors come as one row or a batch of rows; ``update`` follows aihwkit's sign,
-    E[dW] = -lr d x^T, rows applied in order. Every operation leaves ``last_report``.
+    E[dW] = -lr d x^T, rows applied in order. Every operation leaves ``last_report``; an
+    update also leaves ``last_transfer``, the report of the transfers it ran (None: none).
+    ``update_changes_weights`` says whether an update moves what the reads see (a compound
+    whose reads see only its slow array: no), ``transfer_changed_weights`` whether the last
+    update's transfers did; the tracer's weight version counts exactly those changes.
     """
 
     out_size: int
     in_size: int
     last_report: OpReport | None
+    last_transfer: OpReport | None
+    update_changes_weights: bool
+    transfer_changed_weights: bool
 
     def forward(self, x: np.ndarray) -> np.ndarray: ...
 
@@ -65,6 +77,8 @@ def register_tile_kind(device_types: Iterable[str], factory: TileFactory) -> Non
 
 
 register_tile_kind(DEVICE_TYPES, AnalogTile)
+register_tile_kind(TRANSFER_TYPES, TransferTile)
+register_tile_kind(["mixed_precision_compound"], MixedPrecisionTile)
 
 
 def make_tile(out_size: int, in_size: int, device: object = None, seed: int = 0, **params) -> Crossbar:
@@ -98,7 +112,12 @@ def combine_reports(op: str, reports: list[OpReport], blocks_summed: int = 1, wi
     ``blocks_summed`` tiles contribute to each of the ``width`` outputs, so the periphery adds
     ``blocks_summed - 1`` partial outputs per vector; its digital work is one operation per
     layer output (activation, derivative or loss element) plus one per partial-output addition.
+    Without a ``width`` (updates, transfers) the digital work is what the tiles report.
     """
+    if len(reports) == 1 and blocks_summed == 1:  # one tile: its report is the layer's
+        r = reports[0]
+        if r.op == op and r.partial_sums == 0 and (not width or r.digital == r.vectors * width):
+            return r
     vectors = max(r.vectors for r in reports)
     return OpReport(op, vectors, passes=max(r.passes for r in reports),
                     pulse_slots=max(r.pulse_slots for r in reports), max_bl=max(r.max_bl for r in reports),
@@ -106,7 +125,7 @@ def combine_reports(op: str, reports: list[OpReport], blocks_summed: int = 1, wi
                     partial_sums=vectors * (blocks_summed - 1),
                     dac=sum(r.dac for r in reports), adc=sum(r.adc for r in reports),
                     cells=sum(r.cells for r in reports), line_slots=sum(r.line_slots for r in reports),
-                    digital=vectors * width * blocks_summed)
+                    digital=vectors * width * blocks_summed if width else sum(r.digital for r in reports))
 
 
 class TileGrid:
@@ -125,6 +144,9 @@ class TileGrid:
                        for ci, (c0, c1) in enumerate(zip(self.col_edges[:-1], self.col_edges[1:]))]
                       for ri, (r0, r1) in enumerate(zip(self.row_edges[:-1], self.row_edges[1:]))]
         self.last_report: OpReport | None = None
+        self.last_transfer: OpReport | None = None
+        self.update_changes_weights = any(t.update_changes_weights for row in self.tiles for t in row)
+        self.transfer_changed_weights = False
 
     @property
     def n_tiles(self) -> int:
@@ -173,13 +195,20 @@ class TileGrid:
         return out
 
     def update(self, x: np.ndarray, d: np.ndarray, lr: float) -> None:
-        """Each tile applies its block of the rank-one updates of the rows (x, d)."""
-        reports = []
+        """Each tile applies its block of the rank-one updates of the rows (x, d), and runs the
+        transfers that come due (the tiles work in parallel)."""
+        reports, transfers = [], []
+        changed = False
         for ri, row in enumerate(self.tiles):
             for ci, tile in enumerate(row):
                 tile.update(np.ascontiguousarray(x[:, self._cols(ci)]), np.ascontiguousarray(d[:, self._rows(ri)]), lr)
                 reports.append(tile.last_report)
+                if tile.last_transfer is not None:
+                    transfers.append(tile.last_transfer)
+                    changed = changed or tile.transfer_changed_weights
         self.last_report = combine_reports(UPDATE, reports)
+        self.last_transfer = combine_reports(TRANSFER, transfers) if transfers else None
+        self.transfer_changed_weights = changed
 
     def get_weights(self) -> np.ndarray:
         """The whole (out_size, in_size) matrix, assembled from the tiles."""

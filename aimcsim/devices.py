@@ -44,7 +44,7 @@ _UNMODELLED_DEVICE = {  # write_noise_std: a field of the models whose aihwkit u
 }
 # aihwkit settings that only its explicit reset calls read (aimcsim makes none); a pulsed
 # device's reset / reset_dtod are fields (the target of lifetime decay).
-_IGNORED_DEVICE = {"reset", "reset_dtod", "reset_std", "apply_write_noise_on_set",
+_IGNORED_DEVICE = {"reset", "reset_dtod", "apply_write_noise_on_set",
                    "corrupt_devices_range", "reverse_offset"}
 
 
@@ -94,6 +94,8 @@ class PulsedDevice(_Device):
     lifetime_dtod: float = Field(0.0, ge=0, description="device-to-device spread of lifetime (relative)")
     reset: float = Field(0.0, description="reset bias b: where decay leads (aihwkit PulsedDevice.reset)")
     reset_dtod: float = Field(0.0, ge=0, description="device-to-device spread of the reset bias (additive)")
+    reset_std: float = Field(0.01, ge=0, description=(
+        "cycle-to-cycle spread of a reset (a transfer compound's with_reset_prob): w <- b + reset_std xi"))
     diffusion: float = Field(0.0, ge=0, description=(
         "random walk once per update call: w <- w + rate xi, rate = |diffusion (1 + diffusion_dtod xi')|"))
     diffusion_dtod: float = Field(0.0, ge=0, description="device-to-device spread of the diffusion rate")
@@ -203,8 +205,8 @@ DEVICE_TYPES = {m.model_fields["type"].default: m for m in (
 _ADAPTER = TypeAdapter(DeviceParameters)
 
 
-def parse_device(value: object, prefix: str = "device") -> BaseModel:
-    """Validate a device mapping (``{type: soft_bounds, dw_min: ...}`` or ``{preset:
+def parse_unit_device(value: object, prefix: str = "device") -> BaseModel:
+    """Validate a unit (one-array) device mapping (``{type: soft_bounds, dw_min: ...}`` or ``{preset:
     EcRamPresetDevice, ...}``, see :mod:`aimcsim.presets`) or model instance."""
     if isinstance(value, tuple(DEVICE_TYPES.values())):
         return value
@@ -485,7 +487,7 @@ def response_curve(device: object, directions: object, n_traces: int = 1, seed: 
     trace is a different device drawn with the model's device-to-device variation; the
     cycle-to-cycle noise follows ``dw_min_std``. Returns an array (len(directions), n_traces).
     """
-    params = parse_device(device)
+    params = parse_unit_device(device)
     if isinstance(params, IdealDevice):
         raise ConfigError("device.type: 'ideal' has no pulse response (its update is floating point)")
     if not isinstance(n_traces, (int, np.integer)) or n_traces < 1:
@@ -509,6 +511,6 @@ def plot_response(device: object, n_pulses: int = 1000, n_traces: int = 3, seed:
         _, ax = plt.subplots(figsize=(6, 3.5))
     ax.plot(np.arange(1, len(directions) + 1), curve, lw=1)
     ax.axvline(n_pulses, color="0.6", ls=":", lw=1)
-    name = parse_device(device).type
+    name = parse_unit_device(device).type
     ax.set(xlabel="pulse number (up, then down)", ylabel="weight", title=f"{name} response")
     return ax

@@ -188,6 +188,11 @@ class Stage:
         self._contexts: dict[int, list[Cache]] = {}
         self._pending: list[tuple[list[np.ndarray], list[np.ndarray]]] = []  # (xs, deltas) per backward
         self.pending_rows = 0  # samples whose (x, delta) pairs wait for the next update
+        # what the last update did beyond its own reports: the transfers its compound crossbars
+        # ran (one report per layer that transferred) and whether those moved what forwards see
+        self.last_transfers: list[OpReport] = []
+        self.transfers_changed_weights = False
+        self.update_changes_weights = any(block.grid.update_changes_weights for block in blocks)
 
     def forward(self, item: int, x: np.ndarray) -> tuple[np.ndarray, list[OpReport]]:
         """Forward reads through the stage; keeps what ``backward`` of ``item`` needs."""
@@ -229,16 +234,23 @@ class Stage:
         (mini-batch SGD); ``sum`` divides it by the samples per micro-batch only, so every
         micro-batch gets the step a lone micro-batch would (a convolution sums its patches
         per sample either way). An update holding one micro-batch is the same under both.
+        Compound crossbars may run transfers within it: ``last_transfers`` holds their reports.
         """
         samples = self.pending_rows
         if reduction == "sum":
             samples = samples / len(self._pending)
-        reports = []
+        reports, transfers = [], []
+        changed = False
         for k, block in enumerate(self.layers):
             xs = np.concatenate([p[0][k] for p in self._pending])
             ds = np.concatenate([p[1][k] for p in self._pending])
             block.grid.update(xs, ds, lr / samples)
             reports.append(block.grid.last_report)
+            if block.grid.last_transfer is not None:
+                transfers.append(block.grid.last_transfer)
+                changed = changed or block.grid.transfer_changed_weights
+        self.last_transfers = transfers
+        self.transfers_changed_weights = changed
         self._pending.clear()
         self.pending_rows = 0
         return reports

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
-Charge = Literal["read", "update", "link"]
+Charge = Literal["read", "update", "transfer", "link"]
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,8 @@ def register(kind: OpKind) -> str:
 FORWARD = register(OpKind("F", "forward", True, "read", "#4C72B0", "forward_cycles"))
 BACKWARD = register(OpKind("B", "backward", True, "read", "#DD8452", "backward_cycles"))
 UPDATE = register(OpKind("U", "update", True, "update", "#55A868", "update_cycles"))
+#: a compound crossbar's transfer: reads of its fast array written onto its slow array
+TRANSFER = register(OpKind("T", "transfer", True, "transfer", "#8172B3", "transfer_cycles", part="transfers"))
 SEND_ACTIVATIONS = register(OpKind("TF", "send activations", False, "link", "#B0C4DE", part="links"))
 SEND_ERRORS = register(OpKind("TB", "send errors", False, "link", "#F5CBA7", part="links"))
 
@@ -62,14 +64,16 @@ def busy_ops() -> tuple[str, ...]:
 class OpReport(NamedTuple):
     """What one crossbar operation did in hardware terms.
 
-    op: the op code; vectors: rows processed; passes: analog reads including repeats of
-    bound management (reads only); pulse_slots: sum over vectors of the realised BL;
+    op: the op code; vectors: rows processed (a transfer: rows written); passes: analog reads
+    including repeats of bound management (reads, a transfer's column reads); pulse_slots:
+    sum over vectors of the realised BL;
     max_bl: the longest pulse train; coincidences: device pulses fired (updates only);
     partial_sums: vectors times the extra tiles whose outputs the periphery adds (split layers).
     For energy: dac / adc: conversions (one per driven / sensed line per pass); cells:
     cross-points read (per pass); line_slots: pulse slots driven on row and column lines
     (BL x lines per vector); digital: periphery element operations (an activation, its
-    derivative or a loss element per output, and every partial-output addition).
+    derivative or a loss element per output, every partial-output addition, a transfer
+    buffer's or a mixed-precision accumulator's element updates).
     A named tuple: every tile operation makes one, so it must be cheap to build.
     """
 
@@ -91,3 +95,13 @@ class LinkReport(NamedTuple):
     """What one link transfer moved: ``elements`` activations or errors."""
 
     elements: int
+
+
+def chain_reports(op: str, reports: list[OpReport]) -> OpReport:
+    """One report for operations that one crossbar did one after another (a compound tile's
+    several updates or transfers within one update call): every count adds up, the longest
+    pulse train is the longest of any."""
+    if len(reports) == 1 and reports[0].op == op:
+        return reports[0]
+    return OpReport(op, *(max(values) if name == "max_bl" else sum(values)
+                          for name, values in zip(OpReport._fields[1:], zip(*(r[1:] for r in reports)))))

@@ -9,9 +9,11 @@ config); explicit keys in those sections override it field by field.
 The numbers are facts copied from aihwkit's sources (``src/aihwkit/simulator/presets/
 devices.py``, ``configs.py`` and ``utils.py``; mirrored source 1.1.0 + 34 commits, which is
 what could be read here: 1.2.0 ships as an sdist only): each preset lists just the fields
-its aihwkit class sets, the model's defaults (aihwkit's too) fill the rest. Presets whose
-physics aimcsim does not model yet are listed, and refused with the reason, instead of being
-silently approximated.
+its aihwkit class sets, the model's defaults (aihwkit's too) fill the rest. The two-array
+presets (Tiki-Taka, TTv2, c-TTv2, AGAD, mixed precision) fill a compound device
+(:mod:`aimcsim.compounds`) whose two unit devices are the family's device preset; explicit
+``device`` keys override the compound's fields. Presets whose physics aimcsim does not model
+yet are listed, and refused with the reason, instead of being silently approximated.
 """
 
 from __future__ import annotations
@@ -34,15 +36,29 @@ class DevicePreset:
 
 @dataclass(frozen=True)
 class RPUPreset:
-    """A whole tile configuration: a device preset with aihwkit's preset IO and update."""
+    """A whole tile configuration: a device preset with aihwkit's preset IO and update, and for
+    the two-array algorithms the compound (``compound``: its type and the fields the preset sets;
+    both unit devices are the device preset, with ``unit_fields`` on top)."""
 
     name: str
-    device: str | None  # device preset name (None: a compound aimcsim lacks)
+    device: str | None  # device preset name
     models: str
     forward: dict = field(default_factory=lambda: dict(PRESET_IO))
     backward: dict = field(default_factory=lambda: dict(PRESET_IO))
     update: dict = field(default_factory=lambda: dict(PRESET_UPDATE))
     missing: str | None = None
+    compound: dict | None = None
+    unit_fields: dict = field(default_factory=dict)
+
+    def device_section(self) -> dict:
+        """The ``device`` mapping the preset fills in."""
+        unit = DEVICE_PRESETS[self.device]
+        device = {"type": unit.type, **unit.fields, **self.unit_fields}
+        if self.compound is None:
+            return device
+        if self.compound["type"] == "mixed_precision_compound":
+            return {**self.compound, "device": device}
+        return {**self.compound, "unit_cell_devices": [dict(device), dict(device)]}
 
 
 # aihwkit presets/utils.py PresetIOParameters: 7-bit DAC, 9-bit ADC, output bound 20,
@@ -101,15 +117,55 @@ _DEVICES = [
 ]
 DEVICE_PRESETS: dict[str, DevicePreset] = {p.name: p for p in _DEVICES}
 
-_COMPOUND = "two-array compound devices are not modelled yet (the compound-training issue)"
 _FAMILIES = [("ReRamES", "ReRamESPresetDevice"), ("ReRamSB", "ReRamSBPresetDevice"),
              ("Capacitor", "CapacitorPresetDevice"), ("EcRam", "EcRamPresetDevice"),
              ("EcRamMO", "EcRamMOPresetDevice"), ("Idealized", "IdealizedPresetDevice")]
 _ALGORITHMS = [("{}Preset", "analog SGD on one array"), ("TikiTaka{}Preset", "Tiki-Taka (transfer compound)"),
-               ("TTv2{}Preset", "TTv2 (buffered transfer compound)"),
+               ("TTv2{}Preset", "TTv2 (chopped transfer compound without choppers, as aihwkit's)"),
                ("ChoppedTTv2{}Preset", "c-TTv2 (chopped transfer compound)"),
                ("AGAD{}Preset", "AGAD (dynamic transfer compound)"),
                ("MixedPrecision{}Preset", "mixed precision (digital accumulator)")]
+# aihwkit presets/configs.py: the transfer read has no noise or bound management; TTv2, c-TTv2 and
+# AGAD write single pulses without update management
+_TRANSFER_IO = {**PRESET_IO, "noise_management": "none", "bound_management": "none"}
+_ONE_PULSE = {**PRESET_UPDATE, "desired_bl": 1, "update_bl_management": False, "update_management": False}
+# per family, aihwkit's settings: fast_lr, auto_granularity, in_chop_prob (c-TTv2), the SGD update's
+# desired_bl (TTv2, c-TTv2); AGAD: fast_lr, auto_granularity, tail_weightening, in_chop_prob, desired_bl
+_TTV2 = {"ReRamES": (0.5, 1000, 31), "ReRamSB": (0.5, 1000, 31), "Capacitor": (0.1, 1000, 31),
+         "EcRam": (0.1, 500, 100), "EcRamMO": (0.1, 500, 100), "Idealized": (0.1, 500, 100)}
+_CTTV2 = {"ReRamES": (0.5, 1000, 0.01, 31), "ReRamSB": (0.5, 1000, 0.01, 31), "Capacitor": (0.1, 1000, 0.01, 31),
+          "EcRam": (1.0, 500, 0.01, 100), "EcRamMO": (0.1, 500, 0.001, 100), "Idealized": (0.1, 500, 0.001, 100)}
+_AGAD = {"ReRamES": (0.5, 1000, 5.0, 0.02, 31), "ReRamSB": (0.5, 1000, 5.0, 0.02, 31),
+         "Capacitor": (0.1, 1000, 20.0, 0.01, 31), "EcRam": (0.1, 750, 50.0, 0.005, 31),
+         "EcRamMO": (0.1, 500, 50.0, 0.005, 100), "Idealized": (0.1, 500, 50.0, 0.005, 100)}
+_LONG_TRAINS = "a desired_bl of 100, beyond aimcsim's pulse trains of at most 64 slots"
+
+
+def _algorithm(pattern: str, family: str) -> tuple[dict | None, dict, str | None]:
+    """(compound fields, SGD update, what is missing) of one aihwkit preset class."""
+    if pattern == "{}Preset":
+        return None, dict(PRESET_UPDATE), None
+    if pattern == "MixedPrecision{}Preset":
+        return {"type": "mixed_precision_compound"}, dict(PRESET_UPDATE), None
+    if pattern == "TikiTaka{}Preset":
+        return ({"type": "transfer_compound", "transfer_forward": dict(_TRANSFER_IO),
+                 "transfer_update": dict(PRESET_UPDATE), "transfer_every": 1.0, "units_in_mbatch": True},
+                dict(PRESET_UPDATE), None)
+    chopped = {"transfer_forward": dict(_TRANSFER_IO), "transfer_update": dict(_ONE_PULSE),
+               "units_in_mbatch": False, "auto_scale": True}
+    if pattern == "TTv2{}Preset":
+        fast_lr, granularity, bl = _TTV2[family]
+        fields = {"type": "chopped_transfer_compound", **chopped, "in_chop_prob": 0.0, "fast_lr": fast_lr,
+                  "auto_granularity": granularity}
+    elif pattern == "ChoppedTTv2{}Preset":
+        fast_lr, granularity, chop, bl = _CTTV2[family]
+        fields = {"type": "chopped_transfer_compound", **chopped, "in_chop_prob": chop, "fast_lr": fast_lr,
+                  "auto_granularity": granularity}
+    else:
+        fast_lr, granularity, tail, chop, bl = _AGAD[family]
+        fields = {"type": "dynamic_transfer_compound", **chopped, "fast_lr": fast_lr, "auto_granularity": granularity,
+                  "tail_weightening": tail, "in_chop_prob": chop}
+    return fields, {**PRESET_UPDATE, "desired_bl": bl}, (_LONG_TRAINS if bl > 64 else None)
 
 
 def _rpu_presets() -> dict[str, RPUPreset]:
@@ -117,11 +173,19 @@ def _rpu_presets() -> dict[str, RPUPreset]:
     for family, device in _FAMILIES:
         for pattern, algorithm in _ALGORITHMS:
             name = pattern.format(family)
-            single = pattern == "{}Preset"
-            missing = DEVICE_PRESETS[device].missing if single else _COMPOUND
-            presets[name] = RPUPreset(name, device, f"{algorithm}, {DEVICE_PRESETS[device].models}", missing=missing)
+            compound, update, missing = _algorithm(pattern, family)
+            # aihwkit's transfer presets on ReRamSB read each device against its symmetry point
+            units = ({"subtract_symmetry_point": True} if family == "ReRamSB" and compound is not None
+                     and compound["type"] != "mixed_precision_compound" else {})
+            presets[name] = RPUPreset(name, device, f"{algorithm}, {DEVICE_PRESETS[device].models}", update=update,
+                                      missing=missing or DEVICE_PRESETS[device].missing, compound=compound,
+                                      unit_fields=units)
     presets["GokmenVlasovPreset"] = RPUPreset("GokmenVlasovPreset", "GokmenVlasovPresetDevice",
                                               f"analog SGD on one array, {DEVICE_PRESETS['GokmenVlasovPresetDevice'].models}")
+    presets["MixedPrecisionGokmenVlasovPreset"] = RPUPreset(
+        "MixedPrecisionGokmenVlasovPreset", "GokmenVlasovPresetDevice",
+        f"mixed precision (digital accumulator), {DEVICE_PRESETS['GokmenVlasovPresetDevice'].models}",
+        compound={"type": "mixed_precision_compound"})
     return presets
 
 
@@ -168,21 +232,23 @@ def apply_rpu_preset(data: dict) -> dict:
     for section in ("device", "update", "io"):
         if data.get(section) is not None and not isinstance(data[section], dict):
             raise ConfigError(f"{section}: expected a mapping of settings, got {type(data[section]).__name__}")
-    device = DEVICE_PRESETS[preset.device]
+    device = preset.device_section()
     user_device = dict(data.get("device") or {})
-    if "preset" in user_device and user_device["preset"] != device.name:
+    unit = DEVICE_PRESETS[preset.device]
+    if "preset" in user_device and (preset.compound is not None or user_device["preset"] != unit.name):
         raise ConfigError(f"device.preset: {user_device['preset']} conflicts with rpu_preset {name}, whose device "
-                          f"is {device.name}; drop one of them")
-    if user_device.get("type", device.type) != device.type:
+                          f"is {unit.name}{' in a ' + device['type'] if preset.compound else ''}; drop one of them")
+    if user_device.get("type", device["type"]) != device["type"]:
+        what = f"a {device['type']}" if preset.compound else f"a {unit.type} ({unit.name})"
         raise ConfigError(f"device.type: {user_device['type']!r} conflicts with rpu_preset {name}, whose device is "
-                          f"a {device.type} ({device.name}); drop one of them")
+                          f"{what}; drop one of them")
     user_device.pop("preset", None)
     io = dict(data.get("io") or {})
     for key in ("forward", "backward"):
         if io.get(key) is not None and not isinstance(io[key], dict):
             raise ConfigError(f"io.{key}: expected a mapping of settings, got {type(io[key]).__name__}")
     return {**data,
-            "device": {"type": device.type, **device.fields, **user_device},
+            "device": {**device, **user_device},
             "update": {**preset.update, **(data.get("update") or {})},
             "io": {**io, "forward": {**preset.forward, **(io.get("forward") or {})},
                    "backward": {**preset.backward, **(io.get("backward") or {})}}}

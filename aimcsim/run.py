@@ -86,6 +86,7 @@ def summarize(engine: Engine, wall: float) -> dict:
         "utilization": util,
         "bubble_fraction": tr.bubble_fraction(util),
         "staleness": list(tracer.max_staleness),
+        "transfers": list(tracer.transfers),
         "diverged_at_sample": control.diverged_at,
         "trace_rows": tracer.n_rows,
         "events": engine.event_counter[0],

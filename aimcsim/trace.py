@@ -1,12 +1,13 @@
 """Clock-cycle tracer and what it measures.
 
 The tracer keeps one :class:`TraceRow` per op and transfer: (stage, op, item, start, end,
-version), times in cycles, version = updates the stage's weights had received when the op
-started; the op codes and what they mean come from the op registry (:mod:`aimcsim.ops`).
+version), times in cycles, version = the changes the stage's weights (what its forwards
+read) had received when the op started: one per update, and for a compound crossbar one per
+update that moves what reads see and one per transfer that does; the op codes and what they mean come from the op registry (:mod:`aimcsim.ops`).
 Every pipeline statistic is computed from these rows alone, so a trace read back from disk
 gives the same numbers as the live run:
 
-- utilization of a stage: the cycles of its busy ops (F, B, U) over the run's cycles;
+- utilization of a stage: the cycles of its busy ops (F, B, U, T) over the run's cycles;
 - bubble fraction: 1 - mean utilization;
 - staleness of an item at a stage: version at its B minus version at its F (no formula:
   it is whatever the event order produced);
@@ -21,7 +22,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from .ops import BACKWARD, FORWARD, OPS, busy_ops
+from .ops import BACKWARD, FORWARD, OPS, TRANSFER, busy_ops
 
 
 class TraceRow(NamedTuple):
@@ -86,6 +87,7 @@ class Tracer:
         self.record = self.rows.append
         self.busy = [0] * stages
         self.max_staleness = [0] * stages
+        self.transfers = [0] * stages  # T ops (a compound crossbar's transfers) per stage
         self.end = 0
         self.n_rows = 0
         self._digested = 0  # rows at the head of ``rows`` already folded in
@@ -98,6 +100,7 @@ class Tracer:
     def digest(self) -> None:
         """Fold the new rows into the statistics; with a sink, write them out and drop them."""
         rows, busy, stale, forward_version = self.rows, self.busy, self.max_staleness, self._forward_version
+        transfers = self.transfers
         end = self.end
         compute = self._busy_ops
         new = rows[self._digested:]
@@ -117,6 +120,8 @@ class Tracer:
                     gap = version - forward_version.pop((stage, item), version)
                     if gap > stale[stage]:
                         stale[stage] = gap
+                elif op == TRANSFER:
+                    transfers[stage] += 1
         self.end = end
         self.n_rows += len(rows) - self._digested
         if self.sink is not None:
@@ -220,7 +225,7 @@ def total_cycles(trace: pd.DataFrame) -> int:
 
 
 def utilization(trace: pd.DataFrame, stages: int, cycles: int | None = None) -> list[float]:
-    """Busy share of every stage: the cycles of its busy ops (F, B, U) over the run's cycles."""
+    """Busy share of every stage: the cycles of its busy ops (F, B, U, T) over the run's cycles."""
     cycles = total_cycles(trace) if cycles is None else cycles
     compute = trace[trace["op"].isin(busy_ops())]
     busy = (compute["end"] - compute["start"]).groupby(compute["stage"]).sum()

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from aimcsim.devices import DEVICE_TYPES, parse_device, populate, response_curve, plot_response
+from aimcsim.compounds import parse_device
+from aimcsim.devices import DEVICE_TYPES, populate, response_curve, plot_response
 
 NO_VARIATION = {"dw_min_dtod": 0.0, "up_down_dtod": 0.0, "w_max_dtod": 0.0, "w_min_dtod": 0.0}
 

@@ -97,8 +97,8 @@ def test_one_copy_of_the_device_physics_training_equals_the_response_curve():
 
 # ------------------------------------------------------------------------ ops as data
 def test_every_component_reads_the_op_registry():
-    assert ops.busy_ops() == ("F", "B", "U")
-    assert {"F", "B", "U", "TF", "TB"} <= set(ops.OPS)
+    assert ops.busy_ops() == ("F", "B", "U", "T")
+    assert {"F", "B", "U", "T", "TF", "TB"} <= set(ops.OPS)
     model = cost.CostModel(cost.parse_timing({"preset": "ideal"}))
     assert set(model._rules) == set(ops.OPS)  # the cost model prices every registered op kind
     with pytest.raises(ValueError, match="already registered"):

@@ -10,7 +10,8 @@ import yaml
 import aimcsim
 from aimcsim import AnalogTile
 from aimcsim.cli import main
-from aimcsim.devices import P_WMAX, P_WMIN, parse_device
+from aimcsim.compounds import parse_device
+from aimcsim.devices import P_WMAX, P_WMIN
 from aimcsim.presets import DEVICE_PRESETS, RPU_PRESETS
 
 ZERO_X, ZERO_D = np.zeros(30, np.float32), np.zeros(40, np.float32)
@@ -103,8 +104,11 @@ def test_rpu_preset_fills_device_update_and_io_and_explicit_keys_win():
 
 @pytest.mark.parametrize("data,expected", [
     ({"rpu_preset": "EcRamPreseet"}, "rpu_preset: unknown preset 'EcRamPreseet' (did you mean 'EcRamPreset'?)"),
-    ({"rpu_preset": "TTv2EcRamPreset"}, "rpu_preset: TTv2EcRamPreset needs what aimcsim does not have yet: two-array"),
-    ({"rpu_preset": "AGADReRamSBPreset"}, "rpu_preset: AGADReRamSBPreset needs what aimcsim does not have yet"),
+    ({"rpu_preset": "TTv2EcRamPreset"}, "rpu_preset: TTv2EcRamPreset needs what aimcsim does not have yet: a desired_bl of 100"),
+    ({"rpu_preset": "AGADIdealizedPreset"}, "rpu_preset: AGADIdealizedPreset needs what aimcsim does not have yet"),
+    ({"rpu_preset": "TikiTakaEcRamPreset", "device": {"type": "soft_bounds"}},
+     "device.type: 'soft_bounds' conflicts with rpu_preset TikiTakaEcRamPreset, whose device is a transfer_compound"),
+    ({"rpu_preset": "AGADEcRamPreset", "device": {"preset": "EcRamPresetDevice"}}, "device.preset: EcRamPresetDevice conflicts"),
     ({"rpu_preset": "EcRamPreset", "device": {"type": "soft_bounds"}}, "device.type: 'soft_bounds' conflicts with rpu_preset"),
     ({"rpu_preset": "EcRamPreset", "device": {"preset": "CapacitorPresetDevice"}}, "device.preset: CapacitorPresetDevice conflicts"),
     ({"device": {"preset": "CapacitorPresetDevice", "dw_mn": 0.1}}, "device.dw_mn: unknown key (did you mean 'dw_min'?)"),
@@ -132,7 +136,7 @@ def test_presets_command_lists_every_preset_with_what_it_models(capsys):
         for algorithm in ("{}Preset", "TikiTaka{}Preset", "TTv2{}Preset", "ChoppedTTv2{}Preset", "AGAD{}Preset",
                           "MixedPrecision{}Preset"):
             assert algorithm.format(family) in RPU_PRESETS
-    assert "not yet" in out  # the two-array algorithms
+    assert "not yet" in out  # presets with pulse trains longer than 64 slots
 
 
 def test_validate_shows_a_preset_fully_resolved(tmp_path, capsys):

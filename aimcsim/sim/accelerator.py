@@ -2,7 +2,8 @@
 
 The process decides its next op among those whose inputs have arrived, performs the op's
 numerics on its own crossbars at the op's start (a forward reads whatever the crossbars hold
-at that moment), posts the results on at once with the cycle they arrive (activations to the
+at that moment; an update runs the transfers of compound crossbars with it, and they follow
+it as an op of their own, T), posts the results on at once with the cycle they arrive (activations to the
 next stage, errors to the previous one, the loss gradient to itself on the last stage; see
 :mod:`.link`) and holds the accelerator for the op's cycles, as the cost model prices them.
 A decision at cycle t sees every input that arrived at or before t, like hardware that
@@ -31,7 +32,7 @@ import simpy
 from ..cost import Cost, CostModel
 from ..errors import ConfigError
 from ..network import LossHead, Stage
-from ..ops import BACKWARD, FORWARD, UPDATE
+from ..ops import BACKWARD, FORWARD, TRANSFER, UPDATE
 from ..trace import TraceRow
 from .control import RunControl, SampleProbe
 from .link import Link
@@ -161,10 +162,27 @@ class Accelerator:
             if transfer is not None:
                 record(transfer)
             if op == UPDATE:
-                self.version += 1
+                if self.stage.update_changes_weights:
+                    self.version += 1
                 if self.applied is not None:
                     self.applied.publish(result, end)
+                if self.stage.last_transfers:  # a compound's transfers: their own op, right after
+                    end = yield from self._transfers(item, end)
             now = end
+
+    def _transfers(self, item: int, start: int):
+        """Hold the accelerator for the transfers the update just ran (op T, numerics already
+        done with the update's) and record them; returns the cycle they end."""
+        stage = self.stage
+        cycles, energy = self.cost(TRANSFER, stage.last_transfers)
+        end = start + cycles
+        if cycles:
+            yield self.env.timeout(cycles)
+            self.counter[0] += 1
+        self.record(TraceRow(self.index, TRANSFER, item, start, end, self.version, energy))
+        if stage.transfers_changed_weights:
+            self.version += 1
+        return end
 
     # ------------------------------------------------------------- numerics
     # Each returns (its Cost: cycles and energy, what the op passes on: the payload to post,

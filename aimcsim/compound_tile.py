@@ -1,0 +1,485 @@
+"""Compound crossbars: two-array training algorithms behind the crossbar protocol.
+
+:class:`TransferTile` holds a fast array A and a slow array C (two
+:class:`~aimcsim.tile.AnalogTile`), and :class:`MixedPrecisionTile` one analog array and a
+digital accumulator chi. Both are crossbars like any other: layers, split layers and
+convolutions take them unchanged. Their ``update`` does what aihwkit's compound devices do
+within one update call, vector by vector: pulse A (or accumulate chi), and every
+``transfer_every`` vectors run a **transfer** (read columns of A, write onto C; or write rows
+of chi onto the array). The update's hardware work is reported in ``last_report`` (op U), the
+transfers' in ``last_transfer`` (op T, None when none ran), so the accelerator can time and
+charge them as the separate hardware operations they are. Reads see W = gamma_A A + gamma_C C.
+
+The semantics follow aihwkit's CPU code (``rpu_transfer_device.cpp``,
+``rpu_buffered_transfer_device.cpp``, ``rpu_chopped_transfer_device.cpp``,
+``rpu_dynamic_transfer_device.cpp``, ``rpu_mixedprec_device.cpp``); the field meanings are in
+:mod:`aimcsim.compounds`. Every random draw (transfer-read noise, choppers, random selection,
+resets, stochastic rounding) comes from the tile's own seeded streams.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import compound_kernels as ck
+from .compounds import (BufferedTransferCompound, ChoppedTransferCompound, DynamicTransferCompound,
+                        MixedPrecisionCompound, TransferCompound, parse_device)
+from .devices import IdealDevice
+from .errors import ConfigError, parse_model
+from .ops import TRANSFER, UPDATE, OpReport, chain_reports
+from .params import UpdateParameters
+from .rng import seed_key, stream
+from .tile import AnalogTile, ReadPath, update_rows
+
+
+def _check_sizes(out_size: object, in_size: object, seed: object) -> None:
+    for name, size in (("out_size", out_size), ("in_size", in_size)):
+        if not isinstance(size, (int, np.integer)) or isinstance(size, bool) or size < 1:
+            raise ConfigError(f"{name}: must be a positive integer, got {size!r}")
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+        raise ConfigError(f"seed: must be a non-negative integer, got {seed!r}")
+
+
+def _array_seed(seed: int, which: int) -> int:
+    return int(seed_key(seed, 0xC0, which)) >> 1
+
+
+def _granularity(device) -> float:
+    """A unit device's pulse granularity (its dw_min; 0 for an ideal device)."""
+    return 0.0 if isinstance(device, IdealDevice) else float(device.dw_min)
+
+
+class TransferTile(ReadPath):
+    """A weight held on two arrays, A (fast, pulsed by the SGD update) and C (slow, written by
+    transfers), as aihwkit's transfer compounds: Tiki-Taka, TTv2, c-TTv2 and AGAD.
+
+    ``device`` is a transfer compound config (:mod:`aimcsim.compounds`); ``update`` the layer's
+    update settings (A's pulses); ``forward_io`` / ``backward_io`` the layer's reads of W.
+    """
+
+    def __init__(self, out_size: int, in_size: int, device: object = None, update: object = None,
+                 forward_io: object = None, backward_io: object = None, seed: int = 0) -> None:
+        _check_sizes(out_size, in_size, seed)
+        cfg = parse_device(device, "device")
+        if not isinstance(cfg, TransferCompound):
+            raise ConfigError(f"device.type: TransferTile takes a transfer compound, got {cfg.type!r}")
+        self.out_size, self.in_size, self.seed = int(out_size), int(in_size), int(seed)
+        self.device = cfg
+        self.update_params: UpdateParameters = parse_model(UpdateParameters, update, "update")
+        self._init_reads(forward_io, backward_io)
+        fast, slow = cfg.unit_cell_devices
+        self.fast = AnalogTile(out_size, in_size, device=fast, update=self.update_params,
+                               forward_io={"perfect": True}, backward_io={"perfect": True}, seed=_array_seed(seed, 0))
+        self.slow = AnalogTile(out_size, in_size, device=slow, update=cfg.transfer_update,
+                               forward_io={"perfect": True}, backward_io={"perfect": True}, seed=_array_seed(seed, 1))
+        self.gamma_fast, self.gamma_slow = cfg.weights_gamma
+        self._buffered = isinstance(cfg, BufferedTransferCompound)
+        self._chopped = isinstance(cfg, ChoppedTransferCompound)
+        self._dynamic = isinstance(cfg, DynamicTransferCompound)
+        # transfer geometry: one-hot reads of columns (forward) or rows (transposed)
+        self._columns = cfg.transfer_columns
+        self._n_read = self.in_size if self._columns else self.out_size   # one-hot vectors per sweep
+        self._n_out = self.out_size if self._columns else self.in_size    # length of one read
+        self._reads_per_transfer = min(cfg.n_reads_per_transfer, self._n_read)
+        self._tio = cfg.transfer_forward.as_array()
+        self._tio_perfect = cfg.transfer_forward.perfect
+        # pulse granularities: A's pulse count uses the mean of both arrays' (aihwkit VectorRPUDevice)
+        g_fast, g_slow = _granularity(fast), _granularity(slow)
+        pulsed = [g for g in (g_fast, g_slow) if g > 0]
+        self._update_granularity = sum(pulsed) / len(pulsed) if pulsed else 0.0
+        self._g_fast, self._g_slow = g_fast, g_slow
+        # the tile's own streams
+        self._transfer_state = np.array([stream(seed_key(self.seed, 0xF5), np.uint64(0))], dtype=np.uint64)
+        self._rng = np.random.default_rng([self.seed, 0xF6])
+        # digital state of the buffered family, choppers, counters
+        shape = (self._n_read, self._n_out)
+        self.buffer = np.zeros(shape, np.float32) if self._buffered or self._chopped else None
+        self._in_signs = np.ones(self._n_read, np.float32)
+        self._out_signs = np.ones(self._n_out, np.float32)
+        if self._dynamic:
+            self._running_mean = np.zeros(shape, np.float32)
+            self._past_mean = np.zeros(shape, np.float32)
+            self._switched = np.zeros(self._n_read, bool)
+        self._m_x = self._m_d = 0.0  # auto_scale's running maxima
+        self._count_lr = 0.0  # A's pulse-count rate of the latest vector (c-TTv2's correct_gradient_magnitudes)
+        self._steps = np.zeros(self._n_out, np.float32)
+        self._read_onehot = np.zeros((1, self.in_size if self._columns else self.out_size), np.float32)
+        self._fully_hidden = self.gamma_fast == 0.0 and self.gamma_slow == 1.0
+        self._weights = self.slow._weights if self._fully_hidden else np.zeros((self.out_size, self.in_size), np.float32)
+        self.update_changes_weights = self.gamma_fast != 0.0
+        self.last_report: OpReport | None = None
+        self.last_transfer: OpReport | None = None
+        self.transfer_changed_weights = False
+        self._reset_counters()
+        self.set_weights(np.zeros((self.out_size, self.in_size), np.float32))
+
+    # ---------------------------------------------------------------- weights
+    def _reset_counters(self) -> None:
+        self._vectors = 0       # vectors updated since the weights were set (aihwkit current_update_idx_)
+        self._next_read = 0     # the next column (row) to transfer
+        self._sweeps = 0        # full sweeps over the columns (aihwkit transfer_counter_)
+
+    def get_weights(self) -> np.ndarray:
+        """A copy of W = gamma_A A + gamma_C C, what the reads see."""
+        return self._weights.copy()
+
+    def set_weights(self, weights: object) -> None:
+        """Program W: A is zeroed and C holds W / gamma_C (each clipped to its devices' bounds, as
+        aihwkit's ``TransferRPUDevice::onSetWeights``); the transfer counters restart."""
+        w = np.asarray(weights, dtype=np.float32)
+        if w.shape != (self.out_size, self.in_size):
+            raise ConfigError(f"weights: expected shape {(self.out_size, self.in_size)}, got {np.shape(weights)}")
+        self.fast.set_weights(np.zeros_like(w))
+        self.slow.set_weights(w / np.float32(self.gamma_slow))
+        self._reset_counters()
+        self._combine()
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Copies of the hidden state: the fast array A, the slow array C and (TTv2 family) the
+        buffer H (one row per transferred column), for inspection and tests."""
+        out = {"A": self.fast.get_weights(), "C": self.slow.get_weights()}
+        if self.buffer is not None:
+            out["H"] = self.buffer.copy()
+        return out
+
+    def _combine(self) -> None:
+        """W from the arrays' apparent weights (and the choppers' signs on A)."""
+        if self._fully_hidden:
+            return
+        a = self.fast._weights
+        if self._chopped and self.gamma_fast != 0.0:
+            rows, cols = (self._out_signs, self._in_signs) if self._columns else (self._in_signs, self._out_signs)
+            a = a * rows[:, None] * cols[None, :]
+        np.multiply(a, np.float32(self.gamma_fast), out=self._weights)
+        self._weights += np.float32(self.gamma_slow) * self.slow._weights
+
+    # ----------------------------------------------------------------- update
+    def _transfer_every(self, rows: int) -> int:
+        """Vectors between transfers (aihwkit ``getTransferEvery``)."""
+        te = self.device.transfer_every
+        if self.device.units_in_mbatch:
+            return max(int(math.ceil(te * rows)), 0)
+        return max(int(math.floor(te + 0.5)), 0)
+
+    def _fast_lr(self, lr: float, x: np.ndarray | None = None, d: np.ndarray | None = None, rows: int = 1) -> float:
+        """A's pulse-count learning rate (aihwkit ``getPulseCountLearningRate``); with c-TTv2's
+        ``auto_scale`` the running maxima first take this vector's (x, d)."""
+        cfg = self.device
+        if self._chopped and cfg.auto_scale:
+            self._m_x = self._running_max(self._m_x, float(np.max(np.abs(x))), rows)
+            self._m_d = self._running_max(self._m_d, float(np.max(np.abs(d))), rows)
+            if cfg.fast_lr > 0:
+                rate = cfg.fast_lr * self.update_params.desired_bl * self._g_fast
+                if self._m_x > 0 and self._m_d > 0:
+                    rate /= self._m_x * self._m_d
+                return rate * lr if cfg.scale_fast_lr else rate
+        if cfg.fast_lr > 0:
+            return cfg.fast_lr * lr if cfg.scale_fast_lr else cfg.fast_lr
+        return lr
+
+    def _running_max(self, m: float, value: float, rows: int) -> float:
+        if m <= 0:
+            return value
+        if value <= 0:
+            return m
+        tau = (1.0 - self.device.auto_momentum) / rows
+        return (1.0 - tau) * m + tau * value
+
+    def update(self, x: object, d: object, lr: float) -> None:
+        """SGD rows (x, d) pulsed onto A, vector by vector, with a transfer after every
+        ``transfer_every``-th vector; then each array's once-per-update device step."""
+        xs, ds = update_rows(x, d, lr, self.in_size, self.out_size)
+        lr = float(lr)
+        rows = xs.shape[0]
+        every = self._transfer_every(rows)
+        per_vector = self._chopped and self.device.auto_scale  # the rate changes with every vector
+        fired: list[OpReport] = []
+        transfers: list[OpReport] = []
+        self.transfer_changed_weights = False
+        start = 0
+        while start < rows:
+            stop = rows if every <= 0 else min(rows, start + every - self._vectors % every)
+            step = 1 if per_vector else stop - start
+            for lo in range(start, stop, step):
+                hi = lo + step
+                rate = self._fast_lr(lr, xs[lo], ds[lo], rows) if per_vector else self._fast_lr(lr)
+                self._count_lr = rate
+                self._fire_fast(xs[lo:hi], ds[lo:hi], rate)
+                fired.append(self.fast.last_report)
+            self._vectors += stop - start
+            if every > 0 and self._vectors % every == 0:
+                report = self._transfer(lr)
+                if report is not None:
+                    transfers.append(report)
+            start = stop
+        self.fast.device_step()
+        self.slow.device_step()
+        self._combine()
+        self.last_report = chain_reports(UPDATE, fired) if fired else OpReport(UPDATE, 0)
+        self.last_transfer = chain_reports(TRANSFER, transfers) if transfers else None
+
+    def _fire_fast(self, xs: np.ndarray, ds: np.ndarray, rate: float) -> None:
+        """A's pulses for rows (xs, ds) at ``rate``, through the choppers' signs (c-TTv2)."""
+        if self._chopped:
+            x_signs, d_signs = (self._in_signs, self._out_signs) if self._columns else (self._out_signs, self._in_signs)
+            xs = np.ascontiguousarray(xs * x_signs)
+            ds = np.ascontiguousarray(ds * d_signs)
+        self.fast.fire(xs, ds, rate, self._update_granularity or None)
+
+    # --------------------------------------------------------------- transfer
+    def _transfer_rate(self, lr: float) -> float:
+        """The transfer's learning rate (aihwkit ``getTransferLR``; the buffered family scales it
+        by gamma_A / gamma_C when both are positive)."""
+        rate = self.device.transfer_lr * (lr if self.device.scale_transfer_lr else 1.0)
+        if self._buffered or self._chopped:
+            if self.gamma_fast > 0 and self.gamma_slow > 0:
+                rate *= self.gamma_fast / self.gamma_slow
+        return rate
+
+    def _transfer(self, lr: float) -> OpReport | None:
+        """One transfer event: ``n_reads_per_transfer`` consecutive columns (rows), wrapping at
+        the edge, from the next one (or a random one). Returns its report (None: rate 0)."""
+        cfg = self.device
+        first = self._next_read
+        if cfg.random_selection:
+            first = min(max(int(math.floor(self._rng.random() * self._n_read)), 0), self._n_read - 1)
+        count = self._reads_per_transfer
+        self._next_read = (first + count) % self._n_read
+        rate = self._transfer_rate(lr)
+        if rate == 0.0:
+            return None
+        head = min(count, self._n_read - first)
+        passes, writes = self._transfer_block(first, head, rate)
+        if count > head:
+            more, later = self._transfer_block(0, count - head, rate)
+            passes += more
+            writes = later if writes is None else chain_reports(UPDATE, [writes, later])
+        read_width = self.in_size if self._columns else self.out_size
+        digital = count * self._n_out if (self._buffered or self._chopped) else 0  # the buffer's element updates
+        w = writes if writes is not None else OpReport(UPDATE, 0)
+        return OpReport(TRANSFER, w.vectors, passes=passes, pulse_slots=w.pulse_slots, max_bl=w.max_bl,
+                        coincidences=w.coincidences, dac=passes * read_width, adc=passes * self._n_out,
+                        cells=passes * self.out_size * self.in_size, line_slots=w.line_slots, digital=digital)
+
+    def _read_fast(self, index: int) -> tuple[np.ndarray, int]:
+        """Column ``index`` of A (row, if transferring rows) through the transfer IO."""
+        onehot = self._read_onehot
+        onehot[0, index] = 1.0
+        out, passes = self.fast.read_array(onehot, not self._columns, self._tio, self._tio_perfect,
+                                           self._transfer_state)
+        onehot[0, index] = 0.0
+        return out[0], passes
+
+    def _write_slow(self, indices: list[int], values: list[np.ndarray], rate: float) -> OpReport:
+        """Pulse C with one-hot vectors at ``indices`` against ``values`` (one row each) at ``rate``:
+        columns mode writes C[:, i] -= rate * v; rows mode C[i, :]."""
+        onehot = np.zeros((len(indices), self._n_read), np.float32)
+        onehot[np.arange(len(indices)), indices] = 1.0
+        rows = values[0][None, :] if len(values) == 1 else np.stack(values)
+        xs, ds = (onehot, rows) if self._columns else (rows, onehot)
+        self.slow.fire(xs, ds, rate)
+        self.transfer_changed_weights = True
+        return self.slow.last_report
+
+    def _transfer_block(self, start: int, length: int, rate: float) -> tuple[int, OpReport | None]:
+        """Read ``length`` columns from ``start`` and write them (or the pulses their buffers
+        fire) onto C, as the compound's readAndUpdate does: (read passes, the write's report)."""
+        passes = 0
+        written: list[int] = []
+        values: list[np.ndarray] = []
+        for index in range(start, start + length):
+            read, n = self._read_fast(index)
+            passes += n
+            if not self._buffered and not self._chopped:  # Tiki-Taka: the read itself is written
+                if self.device.with_reset_prob > 0 and self._rng.random() < self.device.with_reset_prob:
+                    self.fast.reset_columns(np.arange(start, start + length), self._rng)
+                written.append(index)
+                values.append(-read)
+                continue
+            steps = self._steps
+            if self._dynamic:
+                fires = self._agad_step(index, read, rate, steps)
+            elif self._chopped:
+                fires = self._chopped_step(index, read, rate, steps)
+            else:
+                fires = ck.buffer_transfer(self.buffer[index], read, rate, self._out_signs,
+                                           self.device.thres_scale * self._g_slow,
+                                           self.device.transfer_update.desired_bl, self.device.momentum,
+                                           self.device.forget_buffer, True, steps)
+            if fires:
+                written.append(index)
+                values.append(steps.copy())
+        if not written:
+            return passes, None
+        write_rate = rate if not (self._buffered or self._chopped) else self.device.step * self._g_slow
+        return passes, self._write_slow(written, values, write_rate)
+
+    def _lr_scale(self, rate: float) -> float:
+        """c-TTv2's buffer rate (aihwkit ``getTransferLRScale`` with ``getBufferGranularity``)."""
+        cfg = self.device
+        granularity = cfg.buffer_granularity
+        if cfg.auto_granularity > 0:
+            granularity *= self._g_fast * cfg.auto_granularity / (self._n_read * abs(cfg.transfer_every))
+        else:
+            granularity *= self._g_fast
+        if cfg.correct_gradient_magnitudes:
+            granularity *= self._g_slow / self._g_fast
+            return abs(rate) / self._count_lr / granularity if self._count_lr else 0.0
+        return abs(rate) / granularity
+
+    def _chopped_step(self, index: int, read: np.ndarray, rate: float, steps: np.ndarray) -> int:
+        cfg = self.device
+        signs = self._out_signs * self._in_signs[index]
+        fires = ck.buffer_transfer(self.buffer[index], read, self._lr_scale(rate), signs, 1.0,
+                                   cfg.transfer_update.desired_bl, cfg.momentum, cfg.forget_buffer,
+                                   not cfg.no_buffer, steps)
+        if cfg.in_chop_prob > 0:
+            if cfg.in_chop_random:
+                flip = self._rng.random() < cfg.in_chop_prob
+            else:
+                period = max(int(math.ceil(1.0 / cfg.in_chop_prob)), 2)
+                flip = (self._sweeps % period) + 1 == period
+            if flip:
+                self._flip_in(index)
+        if index == self._n_read - 1:
+            if cfg.out_chop_prob > 0:
+                flips = self._rng.random(self._n_out) < cfg.out_chop_prob
+                self._out_signs[flips] *= -1.0
+                if flips.any() and self.gamma_fast != 0.0:
+                    self.transfer_changed_weights = True
+            self._sweeps += 1
+        return fires
+
+    def _flip_in(self, index: int) -> None:
+        self._in_signs[index] *= -1.0
+        if self.gamma_fast != 0.0:
+            self.transfer_changed_weights = True
+
+    def _agad_step(self, index: int, read: np.ndarray, rate: float, steps: np.ndarray) -> int:
+        cfg = self.device
+        period = max(int(math.ceil(1.0 / cfg.in_chop_prob)), 2)
+        sample = self._sweeps % period + 1
+        switched = bool(self._switched[index])
+        self._switched[index] = False
+        scale = self._lr_scale(rate)
+        if cfg.experimental_correct_accumulation:
+            scale /= min(sample, 1.0 / self._g_fast)
+        signs = self._out_signs * self._in_signs[index]
+        fires = ck.agad_transfer(self.buffer[index], self._running_mean[index], self._past_mean[index], read,
+                                 scale, signs, switched, min(cfg.tail_weightening / period, 1.0),
+                                 cfg.transfer_update.desired_bl, cfg.momentum, cfg.forget_buffer,
+                                 cfg.transfer_update.desired_bl * cfg.buffer_cap, steps)
+        if self._sweeps <= period:
+            fires = 0  # no write before the first chopper periods are over (aihwkit)
+        flip = sample == period or (cfg.in_chop_random and self._rng.random() < cfg.in_chop_prob)
+        if flip:
+            self._flip_in(index)
+            self._switched[index] = True
+        if index == self._n_read - 1:
+            self._sweeps += 1
+        return fires
+
+    def __repr__(self) -> str:
+        fast, slow = (u.type for u in self.device.unit_cell_devices)
+        return f"TransferTile({self.out_size}, {self.in_size}, {self.device.type}: {fast} -> {slow}, seed={self.seed})"
+
+
+class MixedPrecisionTile:
+    """One analog array trained through a digital accumulator chi (aihwkit's mixed precision).
+
+    Reads are the array's; ``update`` adds lr d x^T into chi and every ``transfer_every``
+    mini-batches writes rows of chi onto the array as whole pulses (op T).
+    """
+
+    def __init__(self, out_size: int, in_size: int, device: object = None, update: object = None,
+                 forward_io: object = None, backward_io: object = None, seed: int = 0) -> None:
+        _check_sizes(out_size, in_size, seed)
+        cfg = parse_device(device, "device")
+        if not isinstance(cfg, MixedPrecisionCompound):
+            raise ConfigError(f"device.type: MixedPrecisionTile takes mixed_precision_compound, got {cfg.type!r}")
+        self.out_size, self.in_size, self.seed = int(out_size), int(in_size), int(seed)
+        self.device = cfg
+        self.update_params: UpdateParameters = parse_model(UpdateParameters, update, "update")
+        writes = self.update_params.model_copy(update={"update_management": True, "update_bl_management": True})
+        self.array = AnalogTile(out_size, in_size, device=cfg.device, update=writes, forward_io=forward_io,
+                                backward_io=backward_io, seed=seed)
+        self.forward_io, self.backward_io = self.array.forward_io, self.array.backward_io
+        self.granularity = cfg.granularity if cfg.granularity > 0 else _granularity(cfg.device)
+        self.chi = np.zeros((self.out_size, self.in_size), np.float32)
+        self._round_state = np.array([stream(seed_key(self.seed, 0xF7), np.uint64(0))], dtype=np.uint64)
+        self._rng = np.random.default_rng([self.seed, 0xF8])
+        self.update_changes_weights = False  # an update only moves chi
+        self.last_report: OpReport | None = None
+        self.last_transfer: OpReport | None = None
+        self.transfer_changed_weights = False
+        self._vectors = self._next_row = 0
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        out = self.array.forward(x)
+        self.last_report = self.array.last_report
+        return out
+
+    def backward(self, d: np.ndarray) -> np.ndarray:
+        out = self.array.backward(d)
+        self.last_report = self.array.last_report
+        return out
+
+    def evaluation_read(self, values: np.ndarray, transposed: bool = False) -> np.ndarray:
+        return self.array.evaluation_read(values, transposed)
+
+    def get_weights(self) -> np.ndarray:
+        return self.array.get_weights()
+
+    def set_weights(self, weights: object) -> None:
+        """Program the array; chi and the counters restart (aihwkit ``onSetWeights``)."""
+        self.array.set_weights(weights)
+        self.chi[...] = 0.0
+        self._vectors = self._next_row = 0
+
+    def update(self, x: object, d: object, lr: float) -> None:
+        """chi += lr d x^T vector by vector; after every ``transfer_every`` x rows vectors
+        (counted from the second), a row transfer onto the array."""
+        xs, ds = update_rows(x, d, lr, self.in_size, self.out_size)
+        cfg = self.device
+        rows = xs.shape[0]
+        every = cfg.transfer_every * rows
+        transfers = []
+        self.transfer_changed_weights = False
+        start = 0
+        while start < rows:
+            # aihwkit transfers after the vector whose 0-based index is a positive multiple of every
+            due = -(-max(self._vectors, 1) // every) * every
+            stop = min(rows, start + due - self._vectors + 1)
+            ck.chi_accumulate(self.chi, xs[start:stop], ds[start:stop], float(lr), cfg.n_x_bins, cfg.n_d_bins,
+                              cfg.stoc_round_x, cfg.stoc_round_d, self._round_state)
+            self._vectors += stop - start
+            if self._vectors - 1 == due:
+                transfers.append(self._transfer())
+            start = stop
+        self.array.device_step()
+        self.last_report = OpReport(UPDATE, rows, digital=rows * self.out_size * self.in_size)
+        self.last_transfer = chain_reports(TRANSFER, transfers) if transfers else None
+
+    def _transfer(self) -> OpReport:
+        cfg = self.device
+        count = self.out_size if cfg.n_rows_per_transfer < 0 else min(cfg.n_rows_per_transfer, self.out_size)
+        first = self._next_row
+        if cfg.random_row and count < self.out_size:
+            first = min(max(int(math.floor(self._rng.random() * self.out_size)), 0), self.out_size - 1)
+        rows = (first + np.arange(count)) % self.out_size
+        self._next_row = int((first + count) % self.out_size)
+        counts = np.empty((count, self.in_size), np.float32)
+        ck.chi_to_pulses(self.chi, rows, self.granularity, counts)
+        digital = count * self.in_size
+        if cfg.transfer_lr == 0.0:
+            return OpReport(TRANSFER, 0, digital=digital)
+        onehot = np.zeros((count, self.out_size), np.float32)
+        onehot[np.arange(count), rows] = 1.0
+        self.array.fire(counts, onehot, self.granularity * cfg.transfer_lr)
+        self.transfer_changed_weights = True
+        return self.array.last_report._replace(op=TRANSFER, digital=digital)
+
+    def __repr__(self) -> str:
+        return f"MixedPrecisionTile({self.out_size}, {self.in_size}, {self.device.device.type}, seed={self.seed})"
