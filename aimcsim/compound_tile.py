@@ -138,10 +138,14 @@ class TransferTile(ReadPath):
 
     def arrays(self) -> dict[str, np.ndarray]:
         """Copies of the hidden state: the fast array A, the slow array C and (TTv2 family) the
-        buffer H (one row per transferred column), for inspection and tests."""
+        buffer H (one row per transferred column), and (c-TTv2, AGAD) the choppers' signs: one
+        per transferred column (``in_chopper``) and per entry of a read (``out_chopper``)."""
         out = {"A": self.fast.get_weights(), "C": self.slow.get_weights()}
         if self.buffer is not None:
             out["H"] = self.buffer.copy()
+        if self._chopped:
+            out["in_chopper"] = self._in_signs.copy()
+            out["out_chopper"] = self._out_signs.copy()
         return out
 
     def _combine(self) -> None:

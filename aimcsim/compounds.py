@@ -26,6 +26,7 @@ unit or compound.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -273,7 +274,13 @@ def parse_compound(value: dict, prefix: str = "device") -> BaseModel:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise from_validation_error(exc, prefix, model) from None
+        error = str(from_validation_error(exc, prefix, model))
+    # a whole-model check names its key first ("device: gamma_vec: ..."): put it on the path
+    head, _, rest = error.partition(": ")
+    key, sep, message = rest.partition(": ")
+    if head == prefix and sep and re.fullmatch(r"[a-z_]+(\.[a-z_]+)?", key):
+        error = f"{prefix}.{key}: {message}"
+    raise ConfigError(error)
 
 
 def parse_device(value: object, prefix: str = "device") -> BaseModel:
