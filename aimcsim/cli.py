@@ -120,6 +120,10 @@ def _print_summary(s: dict, out: Path) -> None:
     lines += [
         f"utilization       {util} (bubble fraction {s['bubble_fraction']:.3f})",
         f"max staleness     {stale}",
+    ]
+    if any(s.get("transfers", ())):  # a compound device's transfers (op T) per stage
+        lines.append(f"transfers         {' '.join(f'{n:,}' for n in s['transfers'])}")
+    lines += [
         f"simulated         {s['events']:,} events in {s['wall_seconds']:.1f} s",
         f"run directory     {out}",
     ]

@@ -34,12 +34,21 @@ from .rng import seed_key, stream
 from .tile import AnalogTile, ReadPath, update_rows
 
 
-def _check_sizes(out_size: object, in_size: object, seed: object) -> None:
+def _setup(tile, out_size: object, in_size: object, device: object, update: object, seed: object,
+           kind: type, what: str) -> None:
+    """The checked tile arguments every compound tile keeps: sizes, seed, its device config (of
+    class ``kind``) and the layer's update settings."""
     for name, size in (("out_size", out_size), ("in_size", in_size)):
         if not isinstance(size, (int, np.integer)) or isinstance(size, bool) or size < 1:
             raise ConfigError(f"{name}: must be a positive integer, got {size!r}")
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
         raise ConfigError(f"seed: must be a non-negative integer, got {seed!r}")
+    cfg = parse_device(device, "device")
+    if not isinstance(cfg, kind):
+        raise ConfigError(f"device.type: {type(tile).__name__} takes {what}, got {cfg.type!r}")
+    tile.out_size, tile.in_size, tile.seed = int(out_size), int(in_size), int(seed)
+    tile.device = cfg
+    tile.update_params = parse_model(UpdateParameters, update, "update")
 
 
 def _array_seed(seed: int, which: int) -> int:
@@ -61,13 +70,8 @@ class TransferTile(ReadPath):
 
     def __init__(self, out_size: int, in_size: int, device: object = None, update: object = None,
                  forward_io: object = None, backward_io: object = None, seed: int = 0) -> None:
-        _check_sizes(out_size, in_size, seed)
-        cfg = parse_device(device, "device")
-        if not isinstance(cfg, TransferCompound):
-            raise ConfigError(f"device.type: TransferTile takes a transfer compound, got {cfg.type!r}")
-        self.out_size, self.in_size, self.seed = int(out_size), int(in_size), int(seed)
-        self.device = cfg
-        self.update_params: UpdateParameters = parse_model(UpdateParameters, update, "update")
+        _setup(self, out_size, in_size, device, update, seed, TransferCompound, "a transfer compound")
+        cfg = self.device
         self._init_reads(forward_io, backward_io)
         fast, slow = cfg.unit_cell_devices
         self.fast = AnalogTile(out_size, in_size, device=fast, update=self.update_params,
@@ -399,13 +403,8 @@ class MixedPrecisionTile:
 
     def __init__(self, out_size: int, in_size: int, device: object = None, update: object = None,
                  forward_io: object = None, backward_io: object = None, seed: int = 0) -> None:
-        _check_sizes(out_size, in_size, seed)
-        cfg = parse_device(device, "device")
-        if not isinstance(cfg, MixedPrecisionCompound):
-            raise ConfigError(f"device.type: MixedPrecisionTile takes mixed_precision_compound, got {cfg.type!r}")
-        self.out_size, self.in_size, self.seed = int(out_size), int(in_size), int(seed)
-        self.device = cfg
-        self.update_params: UpdateParameters = parse_model(UpdateParameters, update, "update")
+        _setup(self, out_size, in_size, device, update, seed, MixedPrecisionCompound, "mixed_precision_compound")
+        cfg = self.device
         writes = self.update_params.model_copy(update={"update_management": True, "update_bl_management": True})
         self.array = AnalogTile(out_size, in_size, device=cfg.device, update=writes, forward_io=forward_io,
                                 backward_io=backward_io, seed=seed)

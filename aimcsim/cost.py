@@ -260,10 +260,19 @@ class CostModel:
                  for r in reports)
         if not self.accounts_energy:
             return Cost(self._cycles(ns))
-        e = self.energy
-        analog = sum(r.dac * e.dac_pj + r.adc * e.adc_pj + r.cells * e.cell_read_fj * 1e-3 for r in reports)
-        digital = sum(r.digital for r in reports) * e.digital_pj
+        analog = sum(self._conversions_pj(r) for r in reports)
+        digital = sum(r.digital for r in reports) * self.energy.digital_pj
         return Cost(self._cycles(ns), self._charge(op, analog, digital))
+
+    def _conversions_pj(self, r: OpReport) -> float:
+        """The analog part of a report's reads: DAC and ADC conversions and cross-points read."""
+        e = self.energy
+        return r.dac * e.dac_pj + r.adc * e.adc_pj + r.cells * e.cell_read_fj * 1e-3
+
+    def _pulses_pj(self, r: OpReport) -> float:
+        """A report's pulsing: the slots driven on the lines and the device pulses fired."""
+        e = self.energy
+        return r.line_slots * e.pulse_slot_pj + r.coincidences * e.device_pulse_pj
 
     def _update(self, op: str, reports: Sequence[OpReport]) -> Cost:
         """A stage's U: pulse slots and per-vector cost of each tile update; energy: the pulse
@@ -272,9 +281,8 @@ class CostModel:
         ns = sum(r.pulse_slots * t.pulse_slot_ns + r.vectors * t.update_vector_ns for r in reports)
         if not self.accounts_energy:
             return Cost(self._cycles(ns))
-        e = self.energy
-        pulses = sum(r.line_slots * e.pulse_slot_pj + r.coincidences * e.device_pulse_pj for r in reports)
-        digital = sum(r.digital for r in reports) * e.digital_pj  # a mixed-precision accumulator's work
+        pulses = sum(self._pulses_pj(r) for r in reports)
+        digital = sum(r.digital for r in reports) * self.energy.digital_pj  # a mixed-precision accumulator's work
         return Cost(self._cycles(ns), self._charge(op, pulses, digital))
 
     def _transfer(self, op: str, reports: Sequence[OpReport]) -> Cost:
@@ -286,10 +294,8 @@ class CostModel:
                  for r in reports)
         if not self.accounts_energy:
             return Cost(self._cycles(ns))
-        e = self.energy
-        energy = sum(r.dac * e.dac_pj + r.adc * e.adc_pj + r.cells * e.cell_read_fj * 1e-3
-                     + r.line_slots * e.pulse_slot_pj + r.coincidences * e.device_pulse_pj
-                     + r.digital * e.digital_pj for r in reports)
+        digital_pj = self.energy.digital_pj
+        energy = sum(self._conversions_pj(r) + self._pulses_pj(r) + r.digital * digital_pj for r in reports)
         return Cost(self._cycles(ns), self._charge(op, energy))
 
     def _link(self, op: str, reports: Sequence[LinkReport]) -> Cost:
