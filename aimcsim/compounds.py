@@ -57,7 +57,8 @@ class TransferCompound(_Compound):
     ceil(transfer_every x rows of the update) vectors; the pulse granularity of A's update is
     the mean dw_min of A and C (``VectorRPUDevice::populate`` overrides the fast device's value
     that the documentation names). aihwkit's ``transfer_every: 0`` (never transfer) and negative
-    values (automatic) are not accepted. Ideal unit devices are an aimcsim extension (aihwkit
+    values (automatic) are not accepted; more reads per transfer than columns read every column
+    once (aihwkit clamps them too). Ideal unit devices are an aimcsim extension (aihwkit
     takes pulsed devices only): their updates and transfer writes are exact.
     """
 
@@ -135,7 +136,8 @@ class ChoppedTransferCompound(TransferCompound):
     ``in_chop_prob`` (``in_chop_random``; else regularly every ceil(1 / in_chop_prob) sweeps);
     after each full sweep every out-chopper flips with ``out_chop_prob``. ``auto_scale`` sets
     A's rate to fast_lr x desired_bl x dw_min(A) / (m_x m_d), running means of max|x| and max|d|.
-    Reads see W = gamma_A (signs) A + gamma_C C.
+    Reads see W = gamma_A (signs) A + gamma_C C. aihwkit's C++ header says buffer_granularity
+    is not scaled by the weight granularity; its code scales it by dw_min(A), as aimcsim does.
     """
 
     type: Literal["chopped_transfer_compound"] = "chopped_transfer_compound"

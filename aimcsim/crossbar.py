@@ -22,11 +22,10 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from .compounds import parse_device
+from .compound_tile import MixedPrecisionTile, TransferTile
+from .compounds import TRANSFER_TYPES, parse_device
 from .devices import DEVICE_TYPES
 from .errors import ConfigError
-from .compound_tile import MixedPrecisionTile, TransferTile
-from .compounds import TRANSFER_TYPES
 from .ops import BACKWARD, FORWARD, TRANSFER, UPDATE, OpReport
 from .rng import seed_key
 from .tile import AnalogTile
@@ -38,7 +37,8 @@ class Crossbar(Protocol):
 
     Vectors come as one row or a batch of rows; ``update`` follows aihwkit's sign,
     E[dW] = -lr d x^T, rows applied in order. Every operation leaves ``last_report``; an
-    update also leaves ``last_transfer``, the report of the transfers it ran (None: none).
+    update also leaves ``last_transfer``, the report of the transfers it ran (None: none; a
+    kind that never transfers may leave the three transfer attributes out).
     ``update_changes_weights`` says whether an update moves what the reads see (a compound
     whose reads see only its slow array: no), ``transfer_changed_weights`` whether the last
     update's transfers did; the tracer's weight version counts exactly those changes.
@@ -140,12 +140,13 @@ class TileGrid:
         self.row_edges = list(range(0, out_size, tile_size)) + [out_size]
         self.col_edges = list(range(0, in_size, tile_size)) + [in_size]
         single = len(self.row_edges) == 2 and len(self.col_edges) == 2
+        self._single = single  # one tile holds the layer: reads and updates go straight to it
         self.tiles = [[make_tile(r1 - r0, c1 - c0, seed=tile_seed(seed, ri, ci, single), **tile_params)
                        for ci, (c0, c1) in enumerate(zip(self.col_edges[:-1], self.col_edges[1:]))]
                       for ri, (r0, r1) in enumerate(zip(self.row_edges[:-1], self.row_edges[1:]))]
         self.last_report: OpReport | None = None
         self.last_transfer: OpReport | None = None
-        self.update_changes_weights = any(t.update_changes_weights for row in self.tiles for t in row)
+        self.update_changes_weights = any(getattr(t, "update_changes_weights", True) for row in self.tiles for t in row)
         self.transfer_changed_weights = False
 
     @property
@@ -176,6 +177,14 @@ class TileGrid:
         Forward: tile (ri, ci) reads input columns ci into output rows ri; transposed, the
         other way round. Partial sums are counted along the dimension that is split.
         """
+        if self._single:
+            tile = self.tiles[0][0]
+            if evaluation:
+                return tile.evaluation_read(values, transposed)
+            out = (tile.backward if transposed else tile.forward)(values)
+            self.last_report = combine_reports(BACKWARD if transposed else FORWARD, [tile.last_report], 1,
+                                               self.in_size if transposed else self.out_size)
+            return out
         out = np.zeros((values.shape[0], self.in_size if transposed else self.out_size), dtype=np.float32)
         reports = []
         for ri, row in enumerate(self.tiles):
@@ -203,7 +212,7 @@ class TileGrid:
             for ci, tile in enumerate(row):
                 tile.update(np.ascontiguousarray(x[:, self._cols(ci)]), np.ascontiguousarray(d[:, self._rows(ri)]), lr)
                 reports.append(tile.last_report)
-                if tile.last_transfer is not None:
+                if getattr(tile, "last_transfer", None) is not None:
                     transfers.append(tile.last_transfer)
                     changed = changed or tile.transfer_changed_weights
         self.last_report = combine_reports(UPDATE, reports)

@@ -213,6 +213,16 @@ def seed_key(*words: int) -> np.uint64:
     return z
 
 
+def call_key(key: np.uint64, counter: int) -> np.uint64:
+    """The key of call number ``counter`` under ``key``: :func:`mix` (key ^ counter), computed in
+    Python (a tile derives one per update; a numba call would cost more than the arithmetic)."""
+    mask = 0xFFFFFFFFFFFFFFFF
+    z = (int(key) ^ int(counter)) & mask
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+    return np.uint64(z ^ (z >> 31))
+
+
 def _mix_py(z: int) -> int:
     """Pure-Python SplitMix64 step (used only to derive keys)."""
     mask = 0xFFFFFFFFFFFFFFFF

@@ -17,7 +17,7 @@ from .devices import IDEAL, P_WMAX, P_WMIN, IdealDevice, parse_unit_device, popu
 from .errors import ConfigError, parse_model
 from .ops import BACKWARD, FORWARD, UPDATE, OpReport
 from .params import IOParameters, UpdateParameters, parse_backward_io
-from .rng import seed_key, stream
+from .rng import call_key, seed_key, stream
 
 
 _FLOAT32 = np.dtype(np.float32)
@@ -201,7 +201,7 @@ class AnalogTile(ReadPath):
         if on_set and not getattr(self.device, "apply_write_noise_on_set", True):
             noise = 0.0
         self._write_noise_calls += 1
-        key = np.uint64(kernels.mix(np.uint64(self._write_noise_key ^ np.uint64(self._write_noise_calls))))
+        key = call_key(self._write_noise_key, self._write_noise_calls)
         kernels.refresh_apparent(self._state, self._weights, self._reference, noise, key)
 
     def read_array(self, rows: np.ndarray, transposed: bool, io: np.ndarray, perfect: bool,
@@ -240,7 +240,7 @@ class AnalogTile(ReadPath):
             self.last_report = OpReport(UPDATE, n)
             self._refresh_apparent()
         else:
-            key = np.uint64(kernels.mix(np.uint64(self._update_key ^ np.uint64(self._update_calls))))
+            key = call_key(self._update_key, self._update_calls)
             self._update_calls += 1
             slots, max_bl, fired = kernels.pulsed_update(
                 self._state, pop.block, pop.model, pop.shared, xs, ds, lr, dw_min,
@@ -283,7 +283,7 @@ class AnalogTile(ReadPath):
             kernels.decay_weights(self._state, pop.decay, pop.reset_bias, pop.block)
         if pop.diffusion is not None:
             self._diffusion_calls += 1
-            key = np.uint64(kernels.mix(np.uint64(self._diffusion_key ^ np.uint64(self._diffusion_calls))))
+            key = call_key(self._diffusion_key, self._diffusion_calls)
             kernels.diffuse_weights(self._state, pop.diffusion, pop.block, key)
         if pop.decay is not None or pop.diffusion is not None:
             self._refresh_apparent()

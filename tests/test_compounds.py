@@ -77,6 +77,18 @@ def test_tiki_taka_moves_transfer_lr_scaled_columns_of_a_into_c(fields, rows, ev
     np.testing.assert_allclose(arrays["C"], c, rtol=1e-5, atol=1e-7)
 
 
+def test_row_transfers_move_rows_of_a_into_c():
+    tile = tiki_taka(transfer_columns=False)
+    steps = random_steps(np.random.default_rng(2), 5, 1)
+    a, c = np.zeros((3, 4)), np.zeros((3, 4))
+    for k, (xs, ds) in enumerate(steps):
+        tile.update(xs, ds, 0.1)
+        a -= 0.1 * np.outer(ds[0], xs[0])
+        c[k % 3, :] += 0.1 * a[k % 3, :]  # rows in order, wrapping at the 3 rows
+    np.testing.assert_allclose(tile.arrays()["C"], c, rtol=1e-5, atol=1e-7)
+    assert tile.last_transfer.dac == 3 and tile.last_transfer.adc == 4  # a transposed read of one row
+
+
 def test_transfers_come_in_the_period_aihwkit_counts():
     tile = tiki_taka(transfer_every=2.0)  # in mini-batches: every second update call
     ran = []
