@@ -429,6 +429,11 @@ class MixedPrecisionTile:
         self.last_report = self.array.last_report
         return out
 
+    def backward_with(self, d: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        out = self.array.backward_with(d, weights)
+        self.last_report = self.array.last_report
+        return out
+
     def evaluation_read(self, values: np.ndarray, transposed: bool = False) -> np.ndarray:
         return self.array.evaluation_read(values, transposed)
 

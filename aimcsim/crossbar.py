@@ -59,6 +59,8 @@ class Crossbar(Protocol):
 
     def evaluation_read(self, values: np.ndarray, transposed: bool = False) -> np.ndarray: ...
 
+    def backward_with(self, d: np.ndarray, weights: np.ndarray) -> np.ndarray: ...
+
     def get_weights(self) -> np.ndarray: ...
 
     def set_weights(self, weights: np.ndarray) -> None: ...
@@ -171,7 +173,13 @@ class TileGrid:
         """Every tile's evaluation read (its own noise stream; no reports), partial outputs added."""
         return self._read(values, transposed, evaluation=True)
 
-    def _read(self, values: np.ndarray, transposed: bool, evaluation: bool = False) -> np.ndarray:
+    def backward_with(self, d: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """z = weights^T d through every tile's backward IO chain, each tile reading its block of
+        ``weights`` (a stashed copy of the (out, in) matrix) instead of its own."""
+        return self._read(d, True, stash=weights)
+
+    def _read(self, values: np.ndarray, transposed: bool, evaluation: bool = False,
+              stash: np.ndarray | None = None) -> np.ndarray:
         """Every tile reads its slice of ``values``; partial outputs of a split layer add up.
 
         Forward: tile (ri, ci) reads input columns ci into output rows ri; transposed, the
@@ -181,7 +189,10 @@ class TileGrid:
             tile = self.tiles[0][0]
             if evaluation:
                 return tile.evaluation_read(values, transposed)
-            out = (tile.backward if transposed else tile.forward)(values)
+            if stash is not None:
+                out = tile.backward_with(values, stash)
+            else:
+                out = (tile.backward if transposed else tile.forward)(values)
             self.last_report = combine_reports(BACKWARD if transposed else FORWARD, [tile.last_report], 1,
                                                self.in_size if transposed else self.out_size)
             return out
@@ -193,6 +204,9 @@ class TileGrid:
                 block = np.ascontiguousarray(values[:, source])
                 if evaluation:
                     out[:, target] += tile.evaluation_read(block, transposed)
+                elif stash is not None:
+                    out[:, target] += tile.backward_with(block, stash[self._rows(ri), self._cols(ci)])
+                    reports.append(tile.last_report)
                 else:
                     out[:, target] += (tile.backward if transposed else tile.forward)(block)
                     reports.append(tile.last_report)

@@ -15,6 +15,7 @@ Weights only change through ``update``; stages never exchange weights.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
@@ -193,6 +194,9 @@ class Stage:
         self.last_transfers: list[OpReport] = []
         self.transfers_changed_weights = False
         self.update_changes_weights = any(block.grid.update_changes_weights for block in blocks)
+        # weight stashing (the async_stash reference): a backward reads the weights its forward read
+        self.stash_weights = False
+        self._stashed: dict[int, list[np.ndarray]] = {}
 
     def forward(self, item: int, x: np.ndarray) -> tuple[np.ndarray, list[OpReport]]:
         """Forward reads through the stage; keeps what ``backward`` of ``item`` needs."""
@@ -203,6 +207,8 @@ class Stage:
             reports.append(block.grid.last_report)
             caches.append(cache)
         self._contexts[item] = caches
+        if self.stash_weights:
+            self._stashed[item] = [block.grid.get_weights() for block in self.layers]
         return a, reports
 
     def backward(self, item: int, grad_out: np.ndarray) -> tuple[np.ndarray, list[OpReport]]:
@@ -210,14 +216,17 @@ class Stage:
 
         ``grad_out`` is dLoss/d(output of this stage) (for the last stage, the loss gradient
         wrt the outputs). Stores the update pairs and returns the error for the stage before.
+        With ``stash_weights`` the transposed reads use the weights the item's forward read.
         """
         caches = self._contexts.pop(item)
+        stashed = self._stashed.pop(item) if self.stash_weights else None
         reports, xs, deltas = [], [], []
         g = grad_out
         for k in range(len(self.layers) - 1, -1, -1):
             block = self.layers[k]
             need = k > 0 or self.index > 0
-            g, x_rows, delta = block.backward(g, caches[k], block.grid.backward, need)
+            read = block.grid.backward if stashed is None else partial(block.grid.backward_with, weights=stashed[k])
+            g, x_rows, delta = block.backward(g, caches[k], read, need)
             if need:
                 reports.append(block.grid.last_report)
             xs.append(x_rows)

@@ -74,9 +74,12 @@ class ReadPath:
 
     # ------------------------------------------------------------------ reads
     def _read(self, transposed: bool, values: object, io: np.ndarray, perfect: bool,
-              width: int, name: str, op: str, state: np.ndarray | None = None) -> np.ndarray:
+              width: int, name: str, op: str, state: np.ndarray | None = None,
+              weights: np.ndarray | None = None) -> np.ndarray:
         """A read through the IO chain; ``state``: draw its noise from this stream instead of
-        the training reads' (an evaluation read), and leave ``last_report`` alone."""
+        the training reads' (an evaluation read), and leave ``last_report`` alone; ``weights``:
+        read these instead of the array's (a stashed copy, see :meth:`backward_with`)."""
+        w = self._weights if weights is None else weights
         if (type(values) is np.ndarray and values.dtype is _FLOAT32 and values.shape == (width,)
                 and values.strides == _UNIT_STRIDE):
             rows, single = values[None], True  # the hot path: one contiguous float32 vector
@@ -86,12 +89,11 @@ class ReadPath:
             if not kernels.all_finite(rows):
                 raise ConfigError(f"{name}: must be finite (found NaN or inf)")
             with np.errstate(over="ignore", invalid="ignore"):  # divergence is the caller's to detect
-                out = rows @ self._weights if transposed else rows @ self._weights.T
+                out = rows @ w if transposed else rows @ w.T
             passes = rows.shape[0]
         else:
             out = np.empty((rows.shape[0], self.in_size if transposed else self.out_size), np.float32)
-            passes = kernels.analog_read(self._weights, rows, transposed, io,
-                                         self._read_state if state is None else state, out)
+            passes = kernels.analog_read(w, rows, transposed, io, self._read_state if state is None else state, out)
             if passes == kernels.NONFINITE:
                 raise ConfigError(f"{name}: must be finite (found NaN or inf)")
         if state is not None:
@@ -108,6 +110,14 @@ class ReadPath:
     def backward(self, d: object) -> np.ndarray:
         """Transposed read z = W^T d of one vector (out_size,) or a batch of rows (n, out_size)."""
         return self._read(True, d, self._bwd, self.backward_io.perfect, self.out_size, "d", BACKWARD)
+
+    def backward_with(self, d: object, weights: np.ndarray) -> np.ndarray:
+        """The transposed read z = weights^T d through this crossbar's backward IO chain and
+        training stream, with ``weights`` (a copy of what an earlier forward read) in place of
+        the array's: the weight-stashing reference (``async_stash``), which a crossbar cannot
+        do, since its weights have moved on."""
+        return self._read(True, d, self._bwd, self.backward_io.perfect, self.out_size, "d", BACKWARD,
+                          weights=np.ascontiguousarray(weights, dtype=np.float32))
 
     def evaluation_read(self, values: object, transposed: bool = False) -> np.ndarray:
         """A forward (or transposed) read through the same IO chain as training's, drawing its

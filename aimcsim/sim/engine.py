@@ -89,6 +89,8 @@ class Engine:
         """Accelerators and links, connected to the feed, the loss and the observers."""
         cfg = self.config
         schedule = make_schedule(cfg.pipeline.schedule, len(self.stages), cfg.pipeline.microbatches, self.n_items)
+        for stage in self.stages:
+            stage.stash_weights = SCHEDULES[cfg.pipeline.schedule].stash
         accs = [Accelerator(env, stage, schedule, self.cost, self.tracer.record, self.control, self.event_counter,
                             cfg.train.lr, cfg.train.minibatch_reduction) for stage in self.stages]
         for a, b in zip(accs[:-1], accs[1:]):

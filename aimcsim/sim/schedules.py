@@ -11,7 +11,9 @@ decides each op. Schedules are registered by name in :data:`SCHEDULES`.
 Synchronous schedules follow a fixed per-stage action order within a mini-batch and end it
 with one U that applies every stored (x, delta) pair (flush); the next mini-batch starts
 after it. ``async`` is dynamic: prefer a ready B, else an F while fewer than K - k
-micro-batches (0-indexed stage k) are in flight; U right after every B.
+micro-batches (0-indexed stage k) are in flight; U right after every B. ``async_stash`` is
+the same order with PipeDream's weight stashing: a backward reads the weights its forward
+read (a digital reference; a crossbar cannot keep old weights).
 """
 
 from __future__ import annotations
@@ -174,6 +176,7 @@ class ScheduleKind:
 
     build: Callable[[int, int, int], object]  # (stages, microbatches, n_items) -> schedule
     synchronous: bool
+    stash: bool = False  # a backward reads the weights its forward read (a digital reference)
 
 
 SCHEDULES: dict[str, ScheduleKind] = {
@@ -181,6 +184,9 @@ SCHEDULES: dict[str, ScheduleKind] = {
     "gpipe": ScheduleKind(lambda k, m, n: StaticSchedule(gpipe_order, True, k, m, n), True),
     "1f1b": ScheduleKind(lambda k, m, n: StaticSchedule(one_f_one_b_order, True, k, m, n), True),
     "async": ScheduleKind(lambda k, m, n: AsyncSchedule(k, n), False),
+    # PipeDream's weight stashing on the async order: impossible on a crossbar (its weights have
+    # moved on by the backward), kept as the reference that separates delay from mismatch
+    "async_stash": ScheduleKind(lambda k, m, n: AsyncSchedule(k, n), False, stash=True),
 }
 
 
