@@ -116,8 +116,7 @@ class TransferTile(ReadPath):
         self.last_report: OpReport | None = None
         self.last_transfer: OpReport | None = None
         self.transfer_changed_weights = False
-        self._reset_counters()
-        self.set_weights(np.zeros((self.out_size, self.in_size), np.float32))
+        self.set_weights(np.zeros((self.out_size, self.in_size), np.float32))  # also starts the counters
 
     # ---------------------------------------------------------------- weights
     def _reset_counters(self) -> None:
