@@ -31,18 +31,14 @@ from .errors import ConfigError, parse_model
 from .ops import TRANSFER, UPDATE, OpReport, chain_reports
 from .params import UpdateParameters
 from .rng import seed_key, stream
-from .tile import AnalogTile, ReadPath, update_rows
+from .tile import AnalogTile, ReadPath, check_tile_args, update_rows
 
 
 def _setup(tile, out_size: object, in_size: object, device: object, update: object, seed: object,
            kind: type, what: str) -> None:
     """The checked tile arguments every compound tile keeps: sizes, seed, its device config (of
     class ``kind``) and the layer's update settings."""
-    for name, size in (("out_size", out_size), ("in_size", in_size)):
-        if not isinstance(size, (int, np.integer)) or isinstance(size, bool) or size < 1:
-            raise ConfigError(f"{name}: must be a positive integer, got {size!r}")
-    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
-        raise ConfigError(f"seed: must be a non-negative integer, got {seed!r}")
+    check_tile_args(out_size, in_size, seed)
     cfg = parse_device(device, "device")
     if not isinstance(cfg, kind):
         raise ConfigError(f"device.type: {type(tile).__name__} takes {what}, got {cfg.type!r}")

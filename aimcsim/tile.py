@@ -35,6 +35,15 @@ def _as_matrix(value: object, width: int, name: str) -> tuple[np.ndarray, bool]:
     return np.ascontiguousarray(arr), single
 
 
+def check_tile_args(out_size: object, in_size: object, seed: object) -> None:
+    """One-line errors for tile sizes that are not positive integers or a negative seed."""
+    for name, size in (("out_size", out_size), ("in_size", in_size)):
+        if not isinstance(size, (int, np.integer)) or isinstance(size, bool) or size < 1:
+            raise ConfigError(f"{name}: must be a positive integer, got {size!r}")
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+        raise ConfigError(f"seed: must be a non-negative integer, got {seed!r}")
+
+
 def update_rows(x: object, d: object, lr: object, in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray]:
     """The checked rows of an update call: (xs, ds) as C-contiguous finite float32 batches of
     equal length, and a finite lr >= 0; anything else is a one-line error."""
@@ -85,23 +94,37 @@ class ReadPath:
             rows, single = values[None], True  # the hot path: one contiguous float32 vector
         else:
             rows, single = _as_matrix(values, width, name)
-        if perfect:
-            if not kernels.all_finite(rows):
-                raise ConfigError(f"{name}: must be finite (found NaN or inf)")
-            with np.errstate(over="ignore", invalid="ignore"):  # divergence is the caller's to detect
-                out = rows @ w if transposed else rows @ w.T
-            passes = rows.shape[0]
-        else:
-            out = np.empty((rows.shape[0], self.in_size if transposed else self.out_size), np.float32)
-            passes = kernels.analog_read(w, rows, transposed, io, self._read_state if state is None else state, out)
-            if passes == kernels.NONFINITE:
-                raise ConfigError(f"{name}: must be finite (found NaN or inf)")
+        out, passes = self._read_rows(w, rows, transposed, io, perfect, self._read_state if state is None else state,
+                                      name)
         if state is not None:
             return out[0] if single else out
         n_out = self.in_size if transposed else self.out_size
         self.last_report = OpReport(op, rows.shape[0], passes, dac=passes * width, adc=passes * n_out,
                                     cells=passes * self._weights.size, digital=rows.shape[0] * n_out)
         return out[0] if single else out
+
+    def _read_rows(self, w: np.ndarray, rows: np.ndarray, transposed: bool, io: np.ndarray, perfect: bool,
+                   state: np.ndarray, name: str) -> tuple[np.ndarray, int]:
+        """(rows read through ``w`` (transposed: w^T) with the IO settings ``io``, exactly if
+        ``perfect``, noise from ``state``; analog passes). Non-finite inputs are refused."""
+        if perfect:
+            if not kernels.all_finite(rows):
+                raise ConfigError(f"{name}: must be finite (found NaN or inf)")
+            with np.errstate(over="ignore", invalid="ignore"):  # divergence is the caller's to detect
+                out = rows @ w if transposed else rows @ w.T
+            return out, rows.shape[0]
+        out = np.empty((rows.shape[0], self.in_size if transposed else self.out_size), np.float32)
+        passes = kernels.analog_read(w, rows, transposed, io, state, out)
+        if passes == kernels.NONFINITE:
+            raise ConfigError(f"{name}: must be finite (found NaN or inf)")
+        return out, passes
+
+    def read_array(self, rows: np.ndarray, transposed: bool, io: np.ndarray, perfect: bool,
+                   state: np.ndarray) -> tuple[np.ndarray, int]:
+        """(rows read from this crossbar's weights through the IO settings ``io`` (packed by
+        ``IOParameters.as_array``; ``perfect``: exactly), analog passes): a read that is not one
+        of the layer's (a compound's transfer read), drawing its noise from ``state``."""
+        return self._read_rows(self._weights, rows, transposed, io, perfect, state, "values")
 
     def forward(self, x: object) -> np.ndarray:
         """Forward read y = W x of one vector (in_size,) or a batch of rows (n, in_size)."""
@@ -142,11 +165,7 @@ class AnalogTile(ReadPath):
 
     def __init__(self, out_size: int, in_size: int, device: object = None, update: object = None,
                  forward_io: object = None, backward_io: object = None, seed: int = 0) -> None:
-        for name, size in (("out_size", out_size), ("in_size", in_size)):
-            if not isinstance(size, (int, np.integer)) or isinstance(size, bool) or size < 1:
-                raise ConfigError(f"{name}: must be a positive integer, got {size!r}")
-        if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
-            raise ConfigError(f"seed: must be a non-negative integer, got {seed!r}")
+        check_tile_args(out_size, in_size, seed)
         self.out_size = int(out_size)
         self.in_size = int(in_size)
         self.seed = int(seed)
@@ -213,17 +232,6 @@ class AnalogTile(ReadPath):
         self._write_noise_calls += 1
         key = call_key(self._write_noise_key, self._write_noise_calls)
         kernels.refresh_apparent(self._state, self._weights, self._reference, noise, key)
-
-    def read_array(self, rows: np.ndarray, transposed: bool, io: np.ndarray, perfect: bool,
-                   state: np.ndarray) -> tuple[np.ndarray, int]:
-        """(rows read from this array's weights through the IO settings ``io`` (packed by
-        ``IOParameters.as_array``; ``perfect``: exactly), analog passes): a read that is not one
-        of the layer's (a compound's transfer read), drawing its noise from ``state``."""
-        if perfect:
-            return (rows @ self._weights if transposed else rows @ self._weights.T), rows.shape[0]
-        out = np.empty((rows.shape[0], self.in_size if transposed else self.out_size), np.float32)
-        passes = kernels.analog_read(self._weights, rows, transposed, io, state, out)
-        return out, int(passes)
 
     # ----------------------------------------------------------------- update
     def update(self, x: object, d: object, lr: float) -> None:
