@@ -96,13 +96,17 @@ def _fmt(value, spec: str = ".4f") -> str:
 
 
 def _print_summary(s: dict, out: Path) -> None:
-    util = " ".join(f"{u:.3f}" for u in s["utilization"])
+    util = " ".join(f"{u:.3f}" for u in s["accelerator_utilization"])
     stale = " ".join(str(v) for v in s["staleness"])
+    several = s["accelerators"] != s["stages"]  # some accelerator holds several stages
+    placed = (f" on {s['accelerators']} accelerators (stage -> accelerator {' '.join(map(str, s['placement']))})"
+              if several else "")
     target = f"{s['target_metric']} {'>=' if s['target_metric'] == 'test_accuracy' else '<='} {s['target_value']}"
     lines = [
         f"status            {s['status']}" + (f" ({s['message']})" if s["message"] else ""),
-        f"schedule          {s['schedule']}, K={s['stages']} stages {s['partition']}, M={s['microbatches']}, "
-        f"micro-batch size {s['microbatch_size']}",
+        f"schedule          {s['schedule']}, K={s['stages']} stages {s['partition']}{placed}, "
+        f"M={s['microbatches']}, micro-batch size {s['microbatch_size']}, "
+        f"update {s['update']}",
         f"trained           {s['samples']:,} samples in {s['cycles']:,} cycles ({s['time_ns'] / 1e3:,.1f} us)",
         f"final             train loss {_fmt(s['final_train_loss'])}, test loss {_fmt(s['final_test_loss'])}, "
         f"test accuracy {_fmt(s['final_test_accuracy'], '.3f')}",
@@ -118,8 +122,9 @@ def _print_summary(s: dict, out: Path) -> None:
                   f"to target {to_target}",
                   f"energy by op      {parts}"]
     lines += [
-        f"utilization       {util} (bubble fraction {s['bubble_fraction']:.3f})",
-        f"max staleness     {stale}",
+        f"utilization       {util} (bubble fraction {s['bubble_fraction']:.3f})"
+        + (" per accelerator; per stage " + " ".join(f"{u:.3f}" for u in s["utilization"]) if several else ""),
+        f"max staleness     {stale}" + (" per stage" if several else ""),
     ]
     if any(s.get("transfers", ())):  # a compound device's transfers (op T) per stage
         lines.append(f"transfers         {' '.join(f'{n:,}' for n in s['transfers'])}")
@@ -218,11 +223,11 @@ def _plot_sweep(sweep_dir: Path, out: Path) -> int:
 
 
 def _window(trace) -> int:
-    """About 40 ops of the busiest stage: enough to see the pattern, few enough to read."""
+    """About 40 ops of the first accelerator: enough to see the pattern, few enough to read."""
     ops = trace[trace["op"].isin(busy_ops())]
     if ops.empty:
         return 1
-    first = ops[ops["stage"] == 0].sort_values("start")
+    first = ops[ops["accelerator"] == 0].sort_values("start")
     return int(first["end"].iloc[min(len(first) - 1, 40)]) + 1
 
 

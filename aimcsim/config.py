@@ -22,7 +22,9 @@ from .compounds import parse_device
 from .errors import ConfigError, did_you_mean, from_validation_error, parse_model
 from .params import IOParameters, UpdateParameters, parse_backward_io
 from .presets import apply_rpu_preset
-from .sim.schedules import SCHEDULES
+from .sim.actions import ActionList, read_action_list
+from .sim.orders import check_microbatches
+from .sim.schedules import SCHEDULES, UPDATE_MODES
 
 TARGET_METRICS = ("train_loss", "test_loss", "test_accuracy", "grad_norm_sq")
 
@@ -67,10 +69,18 @@ class IOConfig(_Section):
 
 class PipelineConfig(_Section):
     schedule: str = Field("async", description="a registered schedule: " + ", ".join(SCHEDULES))
-    stages: int = Field(3, ge=1, description="number of accelerators K")
-    microbatches: int = Field(4, ge=1, description="micro-batches M per mini-batch (synchronous schedules)")
+    stages: int = Field(3, ge=1, description="number of stages K (pieces of the network), one per accelerator "
+                                             "unless virtual_stages places several; schedule actions: from the file")
+    microbatches: int = Field(4, ge=1, description="micro-batches M per mini-batch (synchronous and list "
+                                                   "schedules); schedule actions: from the file")
     microbatch_size: int = Field(1, ge=1, description="samples per micro-batch")
     partition: list[int] | str = Field("balanced", description="'balanced' or layers per stage, e.g. [1, 2]")
+    virtual_stages: int | None = Field(None, ge=1, description="stages per accelerator (interleaved_1f1b, "
+                                                               "interleaved_zero_bubble: default 2; zbv_zero_bubble: 2)")
+    update: Literal["flush", "immediate"] | None = Field(
+        None, description="what a list schedule's weight parts do: flush (one update per stage after each "
+                          "mini-batch, the default) or immediate (pulses at once)")
+    actions: str | None = Field(None, description="schedule actions: a PyTorch _dump_csv action list (CSV)")
 
     @field_validator("schedule")
     @classmethod
@@ -134,6 +144,7 @@ class Config(_Section):
 
     @model_validator(mode="after")
     def _consistent(self) -> "Config":
+        _resolve_pipeline(self.pipeline)
         layer_list = self.model.layers is not None  # a layer list is checked when it is built
         layers = (sum(1 for e in self.model.layers if isinstance(e, dict) and set(e) & {"conv", "linear"})
                   if layer_list else len(self.model.hidden) + 1)
@@ -154,6 +165,12 @@ class Config(_Section):
             if self.train.target.metric == "test_accuracy" and self.model.loss != "cross_entropy":
                 raise ValueError("train.target.metric: test_accuracy needs model.loss: cross_entropy")
         return self
+
+    def action_list(self) -> ActionList | None:
+        """Schedule ``actions``: the checked action list of ``pipeline.actions`` (else None)."""
+        if not SCHEDULES[self.pipeline.schedule].from_file:
+            return None
+        return read_action_list(self.pipeline.actions)
 
     # typed views of the free-form aihwkit sections, validated on load
     def device_params(self) -> BaseModel:
@@ -189,6 +206,48 @@ class Config(_Section):
         if out.get("rpu_preset") is None:
             out.pop("rpu_preset", None)
         return out
+
+
+def _resolve_pipeline(p: PipelineConfig) -> None:
+    """Check the schedule's own keys and fill in what it defines: stages and micro-batches from an
+    action list, the stages per accelerator of an interleaved schedule."""
+    kind = SCHEDULES[p.schedule]
+    given = p.model_fields_set
+    lists = ", ".join(name for name, k in SCHEDULES.items() if k.update is None)
+    if p.update is not None and kind.update is not None:
+        raise ValueError(f"pipeline.update: schedule {p.schedule} updates after every backward by definition; "
+                         f"update ({' | '.join(UPDATE_MODES)}) applies to {lists}")
+    if kind.from_file:
+        if p.actions is None:
+            raise ValueError("pipeline.actions: schedule actions needs the path of a PyTorch _dump_csv action list, "
+                             "e.g. configs/schedules/zbv_zero_bubble_k4_m8.csv")
+        if p.virtual_stages is not None:
+            raise ValueError("pipeline.virtual_stages: with schedule actions the rows of the list place the "
+                             "stages; leave it out")
+        listed = read_action_list(p.actions)
+        for key, value in (("stages", listed.stages), ("microbatches", listed.microbatches)):
+            if key in given and getattr(p, key) != value:
+                raise ValueError(f"pipeline.{key}: {getattr(p, key)}, but the action list {p.actions} defines "
+                                 f"{value}; leave it out")
+            setattr(p, key, value)
+        return
+    if p.actions is not None:
+        raise ValueError(f"pipeline.actions: only schedule actions reads an action list (schedule is {p.schedule})")
+    if kind.virtual_stages is None:
+        if p.virtual_stages is not None:
+            several = ", ".join(name for name, k in SCHEDULES.items() if k.virtual_stages)
+            raise ValueError(f"pipeline.virtual_stages: schedule {p.schedule} holds one stage per accelerator; "
+                             f"{several} place several")
+        return
+    v = p.virtual_stages if p.virtual_stages is not None else kind.virtual_stages
+    if kind.virtual_choices is not None and v not in kind.virtual_choices:
+        raise ValueError(f"pipeline.virtual_stages: {p.schedule} places exactly "
+                         f"{' or '.join(map(str, kind.virtual_choices))} stages per accelerator, got {v}")
+    if p.stages % v:
+        raise ValueError(f"pipeline.stages: {p.stages} stages do not divide into {v} per accelerator "
+                         f"(pipeline.virtual_stages)")
+    p.virtual_stages = v
+    check_microbatches(p.schedule, p.stages // v, p.microbatches)
 
 
 def _parse_value(text: str) -> object:

@@ -187,7 +187,10 @@ class Stage:
         self.layers = blocks
         self.is_last = is_last  # its outputs feed the loss (the accelerator's LossHead)
         self._contexts: dict[int, list[Cache]] = {}
-        self._pending: list[tuple[list[np.ndarray], list[np.ndarray]]] = []  # (xs, deltas) per backward
+        # (xs, deltas, samples) per item: ``_held`` from an input-gradient backward until its
+        # weight part commits them; ``_pending`` committed, waiting for the next update
+        self._held: dict[int, tuple[list[np.ndarray], list[np.ndarray], int]] = {}
+        self._pending: dict[int, tuple[list[np.ndarray], list[np.ndarray], int]] = {}
         self.pending_rows = 0  # samples whose (x, delta) pairs wait for the next update
         # what the last update did beyond its own reports: the transfers its compound crossbars
         # ran (one report per layer that transferred) and whether those moved what forwards see
@@ -211,11 +214,13 @@ class Stage:
             self._stashed[item] = [block.grid.get_weights() for block in self.layers]
         return a, reports
 
-    def backward(self, item: int, grad_out: np.ndarray) -> tuple[np.ndarray, list[OpReport]]:
+    def backward(self, item: int, grad_out: np.ndarray, commit: bool = True) -> tuple[np.ndarray, list[OpReport]]:
         """Backward (transposed) reads through the stage for ``item``.
 
         ``grad_out`` is dLoss/d(output of this stage) (for the last stage, the loss gradient
-        wrt the outputs). Stores the update pairs and returns the error for the stage before.
+        wrt the outputs). Stores the update pairs and returns the error for the stage before;
+        with ``commit`` (a full backward, B) they wait for the next update at once, without
+        (an input-gradient backward, I) until :meth:`commit` (its W).
         With ``stash_weights`` the transposed reads use the weights the item's forward read.
         """
         caches = self._contexts.pop(item)
@@ -231,12 +236,19 @@ class Stage:
                 reports.append(block.grid.last_report)
             xs.append(x_rows)
             deltas.append(delta)
-        self._pending.append((xs[::-1], deltas[::-1]))
-        self.pending_rows += grad_out.shape[0]
+        self._held[item] = (xs[::-1], deltas[::-1], grad_out.shape[0])
+        if commit:
+            self.commit(item)
         return g, reports
 
+    def commit(self, item: int) -> None:
+        """The weight part of ``item``'s backward: its pairs wait for the next update."""
+        pairs = self._pending[item] = self._held.pop(item)
+        self.pending_rows += pairs[2]
+
     def update(self, lr: float, reduction: str = "mean") -> list[OpReport]:
-        """Apply every stored (x, delta) pair as sequential rank-one updates, in arrival order.
+        """Apply every committed (x, delta) pair as sequential rank-one updates, in item order
+        (whatever order the backwards ran in, a flush does the same arithmetic).
 
         ``reduction`` says how the micro-batches held combine: ``mean`` divides ``lr`` by the
         samples applied, so the step follows the gradient of the mean loss over all of them
@@ -250,9 +262,10 @@ class Stage:
             samples = samples / len(self._pending)
         reports, transfers = [], []
         changed = False
+        held = [self._pending[item] for item in sorted(self._pending)]
         for k, block in enumerate(self.layers):
-            xs = np.concatenate([p[0][k] for p in self._pending])
-            ds = np.concatenate([p[1][k] for p in self._pending])
+            xs = np.concatenate([p[0][k] for p in held])
+            ds = np.concatenate([p[1][k] for p in held])
             block.grid.update(xs, ds, lr / samples)
             reports.append(block.grid.last_report)
             if block.grid.last_transfer is not None:

@@ -49,7 +49,13 @@ def register(kind: OpKind) -> str:
 
 FORWARD = register(OpKind("F", "forward", True, "read", "#4C72B0", "forward_cycles"))
 BACKWARD = register(OpKind("B", "backward", True, "read", "#DD8452", "backward_cycles"))
+#: the input-gradient part of a backward (PyTorch's ``I``): the transposed reads alone; the
+#: item's (x, delta) pairs wait for its W
+INPUT_GRAD = register(OpKind("I", "input-gradient backward", True, "read", "#C44E52", "backward_cycles", part="B"))
 UPDATE = register(OpKind("U", "update", True, "update", "#55A868", "update_cycles"))
+#: the weight part of a backward (PyTorch's ``W``): on a crossbar, the pulsed update of one
+#: item's pairs (``pipeline.update: immediate``), or handing them to the flush's U (``flush``)
+WEIGHT_GRAD = register(OpKind("W", "weight-gradient backward", True, "update", "#64B5CD", "update_cycles", part="U"))
 #: a compound crossbar's transfer: reads of its fast array written onto its slow array
 TRANSFER = register(OpKind("T", "transfer", True, "transfer", "#8172B3", "transfer_cycles", part="transfers"))
 SEND_ACTIVATIONS = register(OpKind("TF", "send activations", False, "link", "#B0C4DE", part="links"))

@@ -14,11 +14,13 @@ from .ops import OPS
 
 
 def timeline(trace: pd.DataFrame, start: int = 0, end: int | None = None, ax=None, labels: bool = True):
-    """Gantt chart of a trace: one row per accelerator, F/B/U and transfers colored, bubbles white.
+    """Gantt chart of a trace: one row per accelerator, its ops (F, B, I, W, U, T) and transfers
+    colored, bubbles white.
 
-    Transfers are drawn as thin bars under their sending stage's row. ``start``/``end``
-    (cycles) select a window; item numbers are written into wide enough boxes. Colors and
-    names come from the op registry.
+    Transfers are drawn as thin bars under their sending accelerator's row. ``start``/``end``
+    (cycles) select a window; item numbers are written into wide enough boxes (as PyTorch
+    names actions, ``1F0``, when an accelerator holds several stages). Colors and names come
+    from the op registry; the legend lists the ops the trace has.
 
     Returns the matplotlib axes.
     """
@@ -27,9 +29,10 @@ def timeline(trace: pd.DataFrame, start: int = 0, end: int | None = None, ax=Non
 
     end = int(trace["end"].max()) if end is None else end
     window = trace[(trace["end"] > start) & (trace["start"] < end)]
-    stages = int(trace["stage"].max()) + 1 if len(trace) else 1
+    accelerators = int(trace["accelerator"].max()) + 1 if len(trace) else 1
+    several = len(trace) and trace["stage"].nunique() > accelerators  # some accelerator holds several stages
     if ax is None:
-        _, ax = plt.subplots(figsize=(12, 0.6 * stages + 1.2))
+        _, ax = plt.subplots(figsize=(12, 0.6 * accelerators + 1.2))
     for op, kind in OPS.items():
         rows = window[window["op"] == op]
         if rows.empty:
@@ -37,20 +40,24 @@ def timeline(trace: pd.DataFrame, start: int = 0, end: int | None = None, ax=Non
         color = kind.color
         transfer = not kind.busy
         height, offset = (0.15, 0.42) if transfer else (0.7, 0.0)
-        y = rows["stage"].to_numpy() + offset
+        y = rows["accelerator"].to_numpy() + offset
         ax.barh(y, (rows["end"] - rows["start"]).to_numpy(), left=rows["start"].to_numpy(), height=height,
                 color=color, edgecolor="white" if not transfer else color, linewidth=0.5)
         if labels and not transfer:
             span = max(end - start, 1)
-            for s, e, item, st in zip(rows["start"], rows["end"], rows["item"], rows["stage"]):
+            for s, e, item, acc, st in zip(rows["start"], rows["end"], rows["item"], rows["accelerator"],
+                                           rows["stage"]):
                 if (e - s) / span > 0.012:
-                    ax.text((s + e) / 2, st, f"{op}{item}", ha="center", va="center", fontsize=7, color="white")
+                    name = f"{st}{op}{item}" if several else f"{op}{item}"
+                    ax.text((s + e) / 2, acc, name, ha="center", va="center", fontsize=7, color="white")
     ax.set_xlim(start, end)
-    ax.set_ylim(stages - 0.5, -0.5)
-    ax.set_yticks(range(stages), [f"acc {k}" for k in range(stages)])
+    ax.set_ylim(accelerators - 0.5, -0.5)
+    ax.set_yticks(range(accelerators), [f"acc {k}" for k in range(accelerators)])
     ax.set_xlabel("simulated time (clock cycles)")
-    ax.legend(handles=[Patch(color=kind.color, label=f"{code} {kind.name}") for code, kind in OPS.items()],
-              ncol=len(OPS), fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.35), frameon=False)
+    present = set(trace["op"]) if len(trace) else set(OPS)
+    handles = [Patch(color=kind.color, label=f"{code} {kind.name}") for code, kind in OPS.items() if code in present]
+    ax.legend(handles=handles, ncol=min(len(handles), 6), fontsize=8, loc="upper center",
+              bbox_to_anchor=(0.5, -0.35), frameon=False)
     return ax
 
 

@@ -22,6 +22,7 @@ from . import trace as tr
 from .config import Config, load_config
 from .errors import ConfigError
 from .sim.engine import Engine
+from .sim.schedules import effective_update
 
 METRIC_COLUMNS = ["samples", "cycles", "time_ns", "train_loss", "test_loss", "test_accuracy", "grad_norm_sq"]
 
@@ -54,7 +55,8 @@ class Result:
         return [w.copy() for w in self._weights]
 
     def action_strings(self) -> dict[int, list[str]]:
-        """Per stage, F and B in execution order as PyTorch pipelining actions (``2F0``)."""
+        """Per accelerator, its F, B, I and W in execution order as PyTorch pipelining actions
+        (``2F0``): a schedule's action list without its idle steps."""
         return tr.action_strings(self.trace)
 
 
@@ -64,6 +66,7 @@ def summarize(engine: Engine, wall: float) -> dict:
     tracer, control, evaluator = engine.tracer, engine.control, engine.evaluator
     cycles = tracer.end
     util = tracer.utilization()
+    acc_util = tracer.accelerator_utilization()
     last = evaluator.metrics[-1] if evaluator.metrics else {}
     return {
         "status": control.status,
@@ -71,6 +74,9 @@ def summarize(engine: Engine, wall: float) -> dict:
         "schedule": cfg.pipeline.schedule,
         "stages": len(engine.stages),
         "partition": engine.partition,
+        "accelerators": engine.n_accelerators,
+        "placement": list(engine.placement),
+        "update": effective_update(cfg.pipeline.schedule, cfg.pipeline.update),
         "microbatches": cfg.pipeline.microbatches,
         "microbatch_size": cfg.pipeline.microbatch_size,
         "samples": engine.samples,
@@ -84,8 +90,10 @@ def summarize(engine: Engine, wall: float) -> dict:
         "sample_complexity": evaluator.sample_complexity,
         "cycle_complexity": evaluator.cycle_complexity,
         "utilization": util,
-        "bubble_fraction": tr.bubble_fraction(util),
+        "accelerator_utilization": acc_util,
+        "bubble_fraction": tr.bubble_fraction(acc_util),
         "staleness": list(tracer.max_staleness),
+        "accelerator_staleness": list(tracer.accelerator_staleness),
         "transfers": list(tracer.transfers),
         "diverged_at_sample": control.diverged_at,
         "trace_rows": tracer.n_rows,
@@ -101,7 +109,7 @@ def energy_summary(engine: Engine) -> dict:
     if not engine.energy.enabled:
         return {}
     cycles = engine.tracer.end
-    static = engine.cost.static_pj(cycles, len(engine.stages))
+    static = engine.cost.static_pj(cycles, engine.n_accelerators)
     total = engine.tracer.energy_pj + static
     return {
         "energy_preset": engine.energy.preset,

@@ -30,7 +30,7 @@ import pandas as pd
 
 from .config import Config, load_config
 from .errors import ConfigError
-from .sim.schedules import SCHEDULES
+from .sim.schedules import is_synchronous
 from .trace import PERFETTO_FORMATS
 
 SUMMARY_COLUMNS = ["status", "message", "schedule", "stages", "microbatches", "microbatch_size", "samples",
@@ -96,9 +96,10 @@ def unequal_steps_note(configs: list[Config]) -> str | None:
     """A note when a sweep compares synchronous schedules that average their M micro-batches
     (``train.minibatch_reduction: mean``) with per-micro-batch updates: per sample, the
     synchronous points then take a step M times smaller, so the sweep does not compare like with like."""
-    mean_sync = sorted({c.pipeline.schedule for c in configs if SCHEDULES[c.pipeline.schedule].synchronous
+    mean_sync = sorted({c.pipeline.schedule for c in configs if is_synchronous(c.pipeline.schedule, c.pipeline.update)
                         and c.train.minibatch_reduction == "mean" and c.pipeline.microbatches > 1})
-    per_item = sorted({c.pipeline.schedule for c in configs if not SCHEDULES[c.pipeline.schedule].synchronous})
+    per_item = sorted({c.pipeline.schedule for c in configs
+                       if not is_synchronous(c.pipeline.schedule, c.pipeline.update)})
     if not mean_sync or not per_item:
         return None
     return (f"note: {', '.join(mean_sync)} with train.minibatch_reduction: mean give each sample 1/M of the step "

@@ -1,17 +1,19 @@
 """Clock-cycle tracer and what it measures.
 
-The tracer keeps one :class:`TraceRow` per op and transfer: (stage, op, item, start, end,
-version), times in cycles, version = the changes the stage's weights (what its forwards
-read) had received when the op started: one per update, and for a compound crossbar one per
-update that moves what reads see and one per transfer that does; the op codes and what they mean come from the op registry (:mod:`aimcsim.ops`).
-Every pipeline statistic is computed from these rows alone, so a trace read back from disk
-gives the same numbers as the live run:
+The tracer keeps one :class:`TraceRow` per op and transfer: (stage, accelerator, op, item,
+start, end, version), times in cycles, version = the changes the stage's weights (what its
+forwards read) had received when the op started: one per update, and for a compound crossbar
+one per update that moves what reads see and one per transfer that does; the op codes and
+what they mean come from the op registry (:mod:`aimcsim.ops`). A link transfer's row names
+the sending stage and its accelerator. Every pipeline statistic is computed from these rows
+alone, so a trace read back from disk gives the same numbers as the live run:
 
-- utilization of a stage: the cycles of its busy ops (F, B, U, T) over the run's cycles;
-- bubble fraction: 1 - mean utilization;
-- staleness of an item at a stage: version at its B minus version at its F (no formula:
-  it is whatever the event order produced);
-- PyTorch pipelining action strings (``2F0``) and Chrome/Perfetto trace events.
+- utilization of an accelerator (and of a stage): the cycles of its busy ops (F, B, I, W, U,
+  T) over the run's cycles; an accelerator holding several stages adds theirs up;
+- bubble fraction: 1 - mean utilization of the accelerators;
+- staleness of an item at a stage: version at its B (or I, the input-gradient backward) minus
+  version at its F (no formula: it is whatever the event order produced);
+- PyTorch pipelining action strings (``2F0``) per accelerator and Chrome/Perfetto trace events.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from .ops import BACKWARD, FORWARD, OPS, TRANSFER, busy_ops
+from .ops import BACKWARD, FORWARD, INPUT_GRAD, OPS, TRANSFER, WEIGHT_GRAD, busy_ops
 
 
 class TraceRow(NamedTuple):
@@ -33,6 +35,7 @@ class TraceRow(NamedTuple):
     """
 
     stage: int
+    accelerator: int  # the accelerator that holds the stage
     op: str      # an op code of the registry
     item: int    # the micro-batch
     start: int   # cycles
@@ -50,18 +53,23 @@ def columns(energy: bool) -> list[str]:
     return ALL_COLUMNS if energy else COLUMNS
 
 
-def _thread_event(stage: int) -> dict:
-    return {"name": "thread_name", "ph": "M", "pid": 0, "tid": int(stage), "args": {"name": f"accelerator {stage}"}}
+ENERGY = ALL_COLUMNS.index("energy_pj")  # a row's energy, by position (rows are plain tuples on the hot path)
+
+
+def _thread_event(accelerator: int) -> dict:
+    return {"name": "thread_name", "ph": "M", "pid": 0, "tid": int(accelerator),
+            "args": {"name": f"accelerator {accelerator}"}}
 
 
 def _span_event(row: tuple, us_per_cycle: float, energy: bool) -> dict:
-    stage, op, item, start, end, version = row[:6]
+    """One op as a Perfetto span on its accelerator's track, named as PyTorch names actions (``2F0``)."""
+    stage, accelerator, op, item, start, end, version = row[:ENERGY]
     kind = OPS.get(op)
-    args = {"item": int(item), "version": int(version)}
+    args = {"stage": int(stage), "item": int(item), "version": int(version)}
     if energy:
-        args["energy_pj"] = float(row[6])
-    return {"name": f"{op}{item}", "cat": kind.name if kind else op, "ph": "X", "pid": 0, "tid": int(stage),
-            "ts": start * us_per_cycle, "dur": (end - start) * us_per_cycle, "args": args}
+        args["energy_pj"] = float(row[ENERGY])
+    return {"name": f"{stage}{op}{item}", "cat": kind.name if kind else op, "ph": "X", "pid": 0,
+            "tid": int(accelerator), "ts": start * us_per_cycle, "dur": (end - start) * us_per_cycle, "args": args}
 
 
 class Tracer:
@@ -77,22 +85,26 @@ class Tracer:
     """
 
     def __init__(self, stages: int, sink: "TraceSink | None" = None, chunk_rows: int = 100_000,
-                 energy: bool = False) -> None:
+                 energy: bool = False, accelerators: int | None = None) -> None:
         self.stages = stages
+        self.accelerators = stages if accelerators is None else accelerators
         self.sink = sink
         self.energy = energy  # rows carry their energy; the tracer adds it up
         self.energy_pj = 0.0  # of the rows digested so far, in row order
         self.chunk_rows = chunk_rows
         self.rows: list[TraceRow] = []
         self.record = self.rows.append
-        self.busy = [0] * stages
+        self.busy = [0] * stages  # busy cycles per stage
+        self.accelerator_busy = [0] * self.accelerators
         self.max_staleness = [0] * stages
+        self.accelerator_staleness = [0] * self.accelerators  # the largest of its stages'
         self.transfers = [0] * stages  # T ops (a compound crossbar's transfers) per stage
         self.end = 0
         self.n_rows = 0
         self._digested = 0  # rows at the head of ``rows`` already folded in
         self._forward_version: dict[tuple[int, int], int] = {}
         self._busy_ops = frozenset(busy_ops())
+        self._backwards = frozenset((BACKWARD, INPUT_GRAD))
 
     def digest_due(self) -> bool:
         return len(self.rows) - self._digested >= self.chunk_rows
@@ -100,26 +112,30 @@ class Tracer:
     def digest(self) -> None:
         """Fold the new rows into the statistics; with a sink, write them out and drop them."""
         rows, busy, stale, forward_version = self.rows, self.busy, self.max_staleness, self._forward_version
+        acc_busy, acc_stale = self.accelerator_busy, self.accelerator_staleness
         transfers = self.transfers
         end = self.end
-        compute = self._busy_ops
+        compute, backwards = self._busy_ops, self._backwards
         new = rows[self._digested:]
         if self.energy:
             energy = self.energy_pj
             for row in new:
-                energy += row[6]
+                energy += row[ENERGY]
             self.energy_pj = energy
-        for stage, op, item, start, stop, version, *_ in new:
+        for stage, acc, op, item, start, stop, version, *_ in new:
             if stop > end:
                 end = stop
             if op in compute:
                 busy[stage] += stop - start
+                acc_busy[acc] += stop - start
                 if op == FORWARD:
                     forward_version[(stage, item)] = version
-                elif op == BACKWARD:
+                elif op in backwards:
                     gap = version - forward_version.pop((stage, item), version)
                     if gap > stale[stage]:
                         stale[stage] = gap
+                    if gap > acc_stale[acc]:
+                        acc_stale[acc] = gap
                 elif op == TRANSFER:
                     transfers[stage] += 1
         self.end = end
@@ -131,20 +147,25 @@ class Tracer:
         self._digested = len(rows)
 
     def utilization(self) -> list[float]:
+        """Busy share of every stage."""
         return [b / self.end if self.end else 0.0 for b in self.busy]
+
+    def accelerator_utilization(self) -> list[float]:
+        """Busy share of every accelerator (the sum of its stages')."""
+        return [b / self.end if self.end else 0.0 for b in self.accelerator_busy]
 
     def energy_so_far(self) -> float:
         """Energy of every row recorded so far (digested or not), added in row order."""
         energy = self.energy_pj
         for row in self.rows[self._digested:]:
-            energy += row[6]
+            energy += row[ENERGY]
         return energy
 
     def frame(self) -> pd.DataFrame:
         """The rows kept in memory (all of them when there is no sink)."""
         cols = columns(self.energy)
         df = pd.DataFrame([row[:len(cols)] for row in self.rows], columns=cols)
-        return df.astype({"stage": "int64", "item": "int64", "start": "int64", "end": "int64", "version": "int64"})
+        return df.astype({"stage": "int64", "accelerator": "int64", "item": "int64", "start": "int64", "end": "int64", "version": "int64"})
 
 
 PERFETTO_FORMATS = ("json", "gz", "none")  # trace.json, trace.json.gz (Perfetto opens both), or none
@@ -181,7 +202,7 @@ class TraceSink:
                           else gzip.open(self._json_tmp, "wt", compresslevel=6))
             self._json.write('{"displayTimeUnit": "ns", "traceEvents": [')
         self._first = True
-        self._stages: set[int] = set()
+        self._accelerators: set[int] = set()
 
     def write(self, rows: list[tuple]) -> None:
         width = self._width
@@ -190,9 +211,9 @@ class TraceSink:
             return
         events = []
         for row in rows:
-            if row[0] not in self._stages:
-                self._stages.add(row[0])
-                events.append(json.dumps(_thread_event(row[0])))
+            if row[1] not in self._accelerators:
+                self._accelerators.add(row[1])
+                events.append(json.dumps(_thread_event(row[1])))
             events.append(json.dumps(_span_event(row, self.us_per_cycle, self.energy)))
         if events:
             self._json.write(("" if self._first else ",") + ",".join(events))
@@ -224,11 +245,12 @@ def total_cycles(trace: pd.DataFrame) -> int:
     return int(trace["end"].max()) if len(trace) else 0
 
 
-def utilization(trace: pd.DataFrame, stages: int, cycles: int | None = None) -> list[float]:
-    """Busy share of every stage: the cycles of its busy ops (F, B, U, T) over the run's cycles."""
+def utilization(trace: pd.DataFrame, stages: int, cycles: int | None = None, by: str = "stage") -> list[float]:
+    """Busy share of every stage (``by="accelerator"``: of every accelerator, ``stages`` then
+    counting accelerators): the cycles of its busy ops (F, B, I, W, U, T) over the run's cycles."""
     cycles = total_cycles(trace) if cycles is None else cycles
     compute = trace[trace["op"].isin(busy_ops())]
-    busy = (compute["end"] - compute["start"]).groupby(compute["stage"]).sum()
+    busy = (compute["end"] - compute["start"]).groupby(compute[by]).sum()
     return [float(busy.get(k, 0)) / cycles if cycles else 0.0 for k in range(stages)]
 
 
@@ -237,9 +259,9 @@ def bubble_fraction(util: list[float]) -> float:
 
 
 def staleness(trace: pd.DataFrame, stages: int) -> pd.DataFrame:
-    """Per (stage, item): version at B minus version at F."""
+    """Per (stage, item): version at its B or I (the backward reads) minus version at its F."""
     f = trace[trace["op"] == FORWARD][["stage", "item", "version"]]
-    b = trace[trace["op"] == BACKWARD][["stage", "item", "version"]]
+    b = trace[trace["op"].isin((BACKWARD, INPUT_GRAD))][["stage", "item", "version"]]
     m = f.merge(b, on=["stage", "item"], suffixes=("_f", "_b"))
     m["staleness"] = m["version_b"] - m["version_f"]
     return m[["stage", "item", "staleness"]]
@@ -250,20 +272,24 @@ def max_staleness(trace: pd.DataFrame, stages: int) -> list[int]:
     return [int(s.get(k, 0)) for k in range(stages)]
 
 
+ACTION_OPS = (FORWARD, BACKWARD, INPUT_GRAD, WEIGHT_GRAD)  # the ops a PyTorch action list names
+
+
 def action_strings(trace: pd.DataFrame) -> dict[int, list[str]]:
-    """Per stage, its F and B ops in execution order as PyTorch pipelining actions (``2F0``)."""
-    ops = trace[trace["op"].isin((FORWARD, BACKWARD))].sort_values(["stage", "start", "end"], kind="stable")
+    """Per accelerator, its F, B, I and W ops in execution order as PyTorch pipelining actions
+    (``2F0``: stage 2 forwards micro-batch 0), what ``_dump_csv`` writes per rank minus idle steps."""
+    ops = trace[trace["op"].isin(ACTION_OPS)].sort_values(["accelerator", "start", "end"], kind="stable")
     out: dict[int, list[str]] = {}
-    for stage, op, item in zip(ops["stage"], ops["op"], ops["item"]):
-        out.setdefault(int(stage), []).append(f"{stage}{op}{item}")
+    for acc, stage, op, item in zip(ops["accelerator"], ops["stage"], ops["op"], ops["item"]):
+        out.setdefault(int(acc), []).append(f"{stage}{op}{item}")
     return out
 
 
 def to_chrome_trace(trace: pd.DataFrame, clock_ghz: float = 1.0) -> dict:
-    """Chrome/Perfetto trace (open in ui.perfetto.dev): one track per stage, times in us."""
+    """Chrome/Perfetto trace (open in ui.perfetto.dev): one track per accelerator, times in us."""
     us_per_cycle = 1e-3 / clock_ghz
     energy = "energy_pj" in trace.columns
-    events = [_thread_event(stage) for stage in sorted(trace["stage"].unique())]
+    events = [_thread_event(acc) for acc in sorted(trace["accelerator"].unique())]
     events += [_span_event(row, us_per_cycle, energy) for row in trace[columns(energy)].itertuples(index=False)]
     return {"traceEvents": events, "displayTimeUnit": "ns"}
 

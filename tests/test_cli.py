@@ -119,7 +119,8 @@ def test_real_process_exit_code_and_no_traceback(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "aimcsim.cli", "run", bad], capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == ["error: pipeline.stagse: unknown key (did you mean 'stages'?); "
-                                                "allowed: microbatch_size, microbatches, partition, schedule, stages"]
+                                                "allowed: actions, microbatch_size, microbatches, partition, "
+                                                "schedule, stages, update, virtual_stages"]
 
 
 def test_quickstart_writes_the_whole_run_directory(tmp_path, capsys):
@@ -134,7 +135,7 @@ def test_quickstart_writes_the_whole_run_directory(tmp_path, capsys):
                 "bubble_fraction", "staleness", "events", "wall_seconds"):
         assert key in summary
     trace = pd.read_csv(out / "trace.csv")
-    assert list(trace.columns) == ["stage", "op", "item", "start", "end", "version"]
+    assert list(trace.columns) == ["stage", "accelerator", "op", "item", "start", "end", "version"]
     assert tr.utilization(trace, 3) == pytest.approx(summary["utilization"])
     assert tr.max_staleness(trace, 3) == summary["staleness"] == [2, 1, 0]
     metrics = pd.read_csv(out / "metrics.csv")

@@ -70,7 +70,7 @@ def layers_of(engine, stage):
 def test_every_row_costs_its_counts_times_the_constants(stages, schedule):
     engine, log = run_logged(stages, schedule)
     trace = engine.tracer.frame()
-    assert list(trace.columns) == ["stage", "op", "item", "start", "end", "version", "energy_pj"]
+    assert list(trace.columns) == ["stage", "accelerator", "op", "item", "start", "end", "version", "energy_pj"]
     repeats = 0
     updates_seen = {k: 0 for k in range(stages)}
     for row in trace.itertuples(index=False):

@@ -15,7 +15,7 @@ from aimcsim import cost, ops
 from aimcsim.cli import main
 from aimcsim.crossbar import TILE_KINDS, Crossbar, TileGrid, make_crossbar, register_tile_kind
 from aimcsim.devices import response_curve
-from aimcsim.sim import schedules
+from aimcsim.sim import orders, schedules
 from aimcsim.tile import AnalogTile
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -97,8 +97,8 @@ def test_one_copy_of_the_device_physics_training_equals_the_response_curve():
 
 # ------------------------------------------------------------------------ ops as data
 def test_every_component_reads_the_op_registry():
-    assert ops.busy_ops() == ("F", "B", "U", "T")
-    assert {"F", "B", "U", "T", "TF", "TB"} <= set(ops.OPS)
+    assert ops.busy_ops() == ("F", "B", "I", "U", "W", "T")
+    assert {"F", "B", "I", "W", "U", "T", "TF", "TB"} <= set(ops.OPS)
     model = cost.CostModel(cost.parse_timing({"preset": "ideal"}))
     assert set(model._rules) == set(ops.OPS)  # the cost model prices every registered op kind
     with pytest.raises(ValueError, match="already registered"):
@@ -204,19 +204,21 @@ def test_readme_points_to_the_architecture_doc_in_the_repository():
 
 # ------------------------------------------------------------------ deadlock
 def test_a_deadlocking_schedule_ends_with_status_deadlock_and_exit_1(tmp_path, monkeypatch, capsys):
-    """A schedule whose stage 1 waits for a backward before its forward used to end 'ok'."""
-    def broken(stage, stages, m):
-        order = schedules.gpipe_order(stage, stages, m)
-        return order[m:] + order[:m] if stage == 1 else order
+    """A registered schedule whose stage 1 waits for a backward before its forward used to end
+    'ok'. (Action lists are checked for deadlocks before a run; a schedule in code is not.)"""
+    def broken(stages, m):
+        rows = orders.gpipe_rows(stages, m)
+        rows[1] = rows[1][m:] + rows[1][:m]
+        return rows
 
-    monkeypatch.setitem(schedules.SCHEDULES, "broken",
-                        schedules.ScheduleKind(lambda k, m, n: schedules.StaticSchedule(broken, True, k, m, n), True))
+    monkeypatch.setitem(schedules.SCHEDULES, "broken", schedules.ScheduleKind(schedules._single(broken)))
     out = tmp_path / "d"
     assert main(["run", write(tmp_path, small(pipeline={"schedule": "broken"})), "--out", str(out), "--quiet"]) == 1
     summary = json.loads((out / "summary.json").read_text())
     assert summary["status"] == "deadlock"
-    assert "stage 1 waits for B0" in summary["message"] and "stage 2 waits for F" in summary["message"]
-    assert "stage 0 waits for B0" in summary["message"]
+    assert "accelerator 1 waits for 1B0" in summary["message"]
+    assert "accelerator 2 waits for 2F" in summary["message"]
+    assert "accelerator 0 waits for 0B0" in summary["message"]
 
 
 # ------------------------------------------------------------- lr convention

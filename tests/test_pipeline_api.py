@@ -34,7 +34,7 @@ def test_result_has_summary_metrics_and_trace(tmp_path):
     assert r.summary["status"] == "ok" and r.summary["stages"] == 3
     assert list(r.metrics.columns)[:6] == ["samples", "cycles", "time_ns", "train_loss", "test_loss", "test_accuracy"]
     assert r.metrics["samples"].is_monotonic_increasing and r.metrics["samples"].iloc[0] == 0
-    assert list(r.trace.columns) == ["stage", "op", "item", "start", "end", "version"]
+    assert list(r.trace.columns) == ["stage", "accelerator", "op", "item", "start", "end", "version"]
     # a loose target is met at the first evaluation: complexities are its samples and cycles
     assert r.summary["sample_complexity"] == 0 and r.summary["cycle_complexity"] == 0
     # an event for every op or transfer that takes time, none per pulse, few others
@@ -120,7 +120,7 @@ def test_chrome_trace_and_action_strings():
     assert len(spans) == len(r.trace)
     assert {e["tid"] for e in spans} == {0, 1}
     first = spans[0]
-    assert first["name"] == "F0" and first["dur"] == pytest.approx(1e-3)
+    assert first["name"] == "0F0" and first["dur"] == pytest.approx(1e-3)
     actions = r.action_strings()
     assert actions[1][:4] == ["1F0", "1F1", "1F2", "1B0"]
 

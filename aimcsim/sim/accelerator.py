@@ -1,11 +1,15 @@
-"""An accelerator: a SimPy process that owns one stage's crossbars and runs its ops one at a time.
+"""An accelerator: a SimPy process that owns the crossbars of its stages and runs their ops one at a time.
 
-The process decides its next op among those whose inputs have arrived, performs the op's
-numerics on its own crossbars at the op's start (a forward reads whatever the crossbars hold
-at that moment; an update runs the transfers of compound crossbars with it, and they follow
-it as an op of their own, T), posts the results on at once with the cycle they arrive (activations to the
-next stage, errors to the previous one, the loss gradient to itself on the last stage; see
-:mod:`.link`) and holds the accelerator for the op's cycles, as the cost model prices them.
+An accelerator holds one stage, or several (interleaved and V-shaped placements); each
+stage is a :class:`StagePort` with its own inputs, weight version and connections. The
+process decides its next op among those whose inputs have arrived, performs the op's
+numerics on the stage's crossbars at the op's start (a forward reads whatever the crossbars
+hold at that moment; an update runs the transfers of compound crossbars with it, and they
+follow it as an op of their own, T), posts the results on at once with the cycle they arrive
+(activations to the next stage, errors to the previous one, the loss gradient to the own
+backward on the last stage; over a link to another accelerator, see :mod:`.link`, or free
+of cost to a stage on the same accelerator) and holds the accelerator for the op's cycles,
+as the cost model prices them.
 A decision at cycle t sees every input that arrived at or before t, like hardware that
 samples its inputs once per cycle, so the event order, and with it the staleness, does not
 depend on how SimPy orders the events of one cycle.
@@ -17,9 +21,9 @@ sooner than that creates the wake-up ``Timeout`` at once and interrupts the slee
 then waits for it: the wake-up is scheduled when the input is posted, as the hardware would
 see it, so a run's event order is fixed by the ops alone.
 
-Connections are explicit (desmod's shape): links in and out, the data feed's inputs on the
-first stage, the loss on the last, a probe that hears about applied samples, and the run
-control to report a failure to. Nothing here calls back into the engine.
+Connections are explicit (desmod's shape): links in, the data feed's inputs on the first
+stage, the loss on the last, a probe that hears about applied samples, and the run control
+to report a failure to. Nothing here calls back into the engine.
 """
 
 from __future__ import annotations
@@ -32,40 +36,59 @@ import simpy
 from ..cost import Cost, CostModel
 from ..errors import ConfigError
 from ..network import LossHead, Stage
-from ..ops import BACKWARD, FORWARD, TRANSFER, UPDATE
+from ..ops import BACKWARD, FORWARD, INPUT_GRAD, TRANSFER, UPDATE, WEIGHT_GRAD
 from ..trace import TraceRow
 from .control import RunControl, SampleProbe
-from .link import Link
+from .link import Link, Post
 
 
 class NonFiniteLoss(Exception):
     """The last stage's loss of a micro-batch is NaN or inf (the run then stops as diverged)."""
 
 
-class Accelerator:
-    """Stage ``stage.index`` of the pipeline on its own accelerator."""
+class StagePort:
+    """One stage as its accelerator runs it: the inputs that arrived for it, its weights'
+    version, and where its results go (``send_forward``: activations to the next stage, or on
+    the last stage the loss gradient to its own backward; ``send_backward``: errors to the
+    stage before, None on the first)."""
 
-    def __init__(self, env: simpy.Environment, stage: Stage, schedule, cost: CostModel, record: Callable,
-                 control: RunControl, counter: list[int], lr: float, reduction: str = "mean") -> None:
-        self.env = env
+    __slots__ = ("stage", "index", "accelerator", "first", "ready_forward", "ready_backward", "version",
+                 "inputs", "loss", "applied", "send_forward", "send_backward")
+
+    def __init__(self, stage: Stage, accelerator: int) -> None:
         self.stage = stage
         self.index = stage.index
+        self.accelerator = accelerator
+        self.first = stage.index == 0  # its inputs come from the data feed
+        self.ready_forward: dict[int, np.ndarray] = {}
+        self.ready_backward: dict[int, np.ndarray] = {}
+        self.version = 0  # changes applied to this stage's weights (what its forwards read)
+        self.inputs: Callable[[int], np.ndarray] | None = None  # first stage: the data feed
+        self.loss: LossHead | None = None  # last stage: loss and its gradient
+        self.applied: SampleProbe | None = None  # first stage: told of every applied update
+        self.send_forward: Post | None = None
+        self.send_backward: Post | None = None
+
+
+class Accelerator:
+    """Accelerator ``index``, holding the stages of ``ports`` (in stage order)."""
+
+    def __init__(self, env: simpy.Environment, index: int, ports: list[StagePort], schedule, cost: CostModel,
+                 record: Callable, control: RunControl, counter: list[int], lr: float,
+                 reduction: str = "mean") -> None:
+        self.env = env
+        self.index = index
+        self.ports = ports
         self.cost = cost.cost
         self.record = record  # the tracer's hot path: append one trace row
         self.control = control
         self.counter = counter  # SimPy events that resumed a process, for the summary
         self.lr = lr
         self.reduction = reduction  # how an update combines the micro-batches it holds (Stage.update)
-        self.ready_forward: dict[int, np.ndarray] = {}
-        self.ready_backward: dict[int, np.ndarray] = {}
+        # what a W does: fire its pairs at once (immediate), or hand them to the flush's U
+        self.immediate = schedule.update == "immediate"
         self.policy = schedule.policy(self)
-        self.version = 0  # updates applied to this stage's weights
-        self.inputs: Callable[[int], np.ndarray] | None = None  # first stage: the data feed
-        self.loss: LossHead | None = None  # last stage: loss and its gradient
-        self.applied: SampleProbe | None = None  # first stage: told of every applied update
-        self.next_link: Link | None = None  # to stage k + 1 (activations)
-        self.prev_link: Link | None = None  # to stage k - 1 (errors)
-        self.inbound: tuple[Link, ...] = ()  # the links towards this stage
+        self.inbound: tuple[Link, ...] = ()  # the links towards this accelerator
         self.process: simpy.Process | None = None
         self.waiting = False  # asleep with nothing to do; links then call :meth:`expect`
         self._alarm: simpy.Timeout | None = None  # the wake-up for the earliest known arrival
@@ -125,7 +148,10 @@ class Accelerator:
         record = self.record
         index = self.index
         inbound = self.inbound
-        numerics = {FORWARD: self._forward, BACKWARD: self._backward, UPDATE: self._update}
+        numerics = {FORWARD: self._forward, BACKWARD: self._backward, INPUT_GRAD: self._input_grad,
+                    UPDATE: self._update,
+                    WEIGHT_GRAD: self._weight_update if self.immediate else self._weight_commit}
+        applies = (UPDATE, WEIGHT_GRAD) if self.immediate else (UPDATE,)  # ops that change weights
         now = env.now  # kept here: the process knows when it resumes
         while True:
             for link in inbound:
@@ -138,50 +164,49 @@ class Accelerator:
                 yield from self._sleep(now)
                 now = env.now
                 continue
-            op, item = choice
-            version = self.version
+            op, port, item = choice
+            version = port.version
             try:
-                (cycles, energy), result = numerics[op](item)
+                (cycles, energy), result = numerics[op](port, item)
             except (ConfigError, NonFiniteLoss):  # inside a run only non-finite values reach a tile's checks
                 self.control.diverged(item)
                 return
             end = now + cycles
-            # post on: activations forward, errors back, the loss gradient to the own backward
+            # post on: activations forward (the last stage: the loss gradient to its own backward),
+            # errors back
             transfer = None
             if op == FORWARD:
-                if self.next_link is None:
-                    self.ready_backward[item] = result
-                else:
-                    transfer = self.next_link.post(item, result, end, version)
-            elif op == BACKWARD and self.prev_link is not None:
-                transfer = self.prev_link.post(item, result, end, version)
+                transfer = port.send_forward(item, result, end, version)
+            elif (op == BACKWARD or op == INPUT_GRAD) and port.send_backward is not None:
+                transfer = port.send_backward(item, result, end, version)
             if cycles:
                 yield env.timeout(cycles)
                 counter[0] += 1
-            record(TraceRow(index, op, item, now, end, version, energy))
+            record(TraceRow(port.index, index, op, item, now, end, version, energy))
             if transfer is not None:
                 record(transfer)
-            if op == UPDATE:
-                if self.stage.update_changes_weights:
-                    self.version += 1
-                if self.applied is not None:
-                    self.applied.publish(result, end)
-                if self.stage.last_transfers:  # a compound's transfers: their own op, right after
-                    end = yield from self._transfers(item, end)
+            if op in applies:
+                stage = port.stage
+                if stage.update_changes_weights:
+                    port.version += 1
+                if port.applied is not None:
+                    port.applied.publish(result, end)
+                if stage.last_transfers:  # a compound's transfers: their own op, right after
+                    end = yield from self._transfers(port, item, end)
             now = end
 
-    def _transfers(self, item: int, start: int):
+    def _transfers(self, port: StagePort, item: int, start: int):
         """Hold the accelerator for the transfers the update just ran (op T, numerics already
         done with the update's) and record them; returns the cycle they end."""
-        stage = self.stage
+        stage = port.stage
         cycles, energy = self.cost(TRANSFER, stage.last_transfers)
         end = start + cycles
         if cycles:
             yield self.env.timeout(cycles)
             self.counter[0] += 1
-        self.record(TraceRow(self.index, TRANSFER, item, start, end, self.version, energy))
+        self.record(TraceRow(port.index, self.index, TRANSFER, item, start, end, port.version, energy))
         if stage.transfers_changed_weights:
-            self.version += 1
+            port.version += 1
         return end
 
     # ------------------------------------------------------------- numerics
@@ -189,23 +214,42 @@ class Accelerator:
     # or the samples an update applied). Activations and errors are not scanned here: a non-finite value fails
     # the finiteness check of the tile that reads it next (a ``ConfigError``); the last stage
     # checks its loss.
-    def _forward(self, item: int) -> tuple[Cost, np.ndarray]:
-        x = self.inputs(item) if self.inputs is not None else self.ready_forward.pop(item)
-        out, reports = self.stage.forward(item, x)
+    def _forward(self, port: StagePort, item: int) -> tuple[Cost, np.ndarray]:
+        x = port.inputs(item) if port.inputs is not None else port.ready_forward.pop(item)
+        out, reports = port.stage.forward(item, x)
         cost = self.cost(FORWARD, reports)
-        if self.loss is None:
+        if port.loss is None:
             return cost, out
-        grad = self.loss(item, out)
+        grad = port.loss(item, out)
         if grad is None:
             raise NonFiniteLoss(item)
         return cost, grad
 
-    def _backward(self, item: int) -> tuple[Cost, np.ndarray]:
-        error, reports = self.stage.backward(item, self.ready_backward.pop(item))
+    def _backward(self, port: StagePort, item: int) -> tuple[Cost, np.ndarray]:
+        error, reports = port.stage.backward(item, port.ready_backward.pop(item))
         return self.cost(BACKWARD, reports), error
 
-    def _update(self, item: int) -> tuple[Cost, int]:
+    def _input_grad(self, port: StagePort, item: int) -> tuple[Cost, np.ndarray]:
+        """The transposed reads alone; the item's pairs wait for its W."""
+        error, reports = port.stage.backward(item, port.ready_backward.pop(item), commit=False)
+        return self.cost(INPUT_GRAD, reports), error
+
+    def _update(self, port: StagePort, item: int, op: str = UPDATE) -> tuple[Cost, int]:
         """Apply the stored pairs; hands on how many samples they were."""
-        rows = self.stage.pending_rows
-        reports = self.stage.update(self.lr, self.reduction)
-        return self.cost(UPDATE, reports), rows
+        rows = port.stage.pending_rows
+        reports = port.stage.update(self.lr, self.reduction)
+        return self.cost(op, reports), rows
+
+    def _weight_update(self, port: StagePort, item: int) -> tuple[Cost, int]:
+        """``update: immediate``: W fires the item's pairs as pulses at once."""
+        port.stage.commit(item)
+        return self._update(port, item, WEIGHT_GRAD)
+
+    def _weight_commit(self, port: StagePort, item: int) -> tuple[Cost, None]:
+        """``update: flush``: W hands the item's pairs to the mini-batch's U (digital
+        bookkeeping in the periphery: no cycles, no energy)."""
+        port.stage.commit(item)
+        return NO_COST, None
+
+
+NO_COST = Cost(0, 0.0)

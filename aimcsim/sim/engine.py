@@ -1,14 +1,15 @@
 """The engine builds one run from a validated config and drives SimPy until the run ends.
 
-It builds: the data set and its feed, the network cut into stages, one accelerator per stage
-with the cost model and its schedule's policy, the links between neighbours, the tracer, the
+It builds: the data set and its feed, the network cut into stages, the schedule (which
+places the stages on accelerators), the accelerators with the cost model and their
+policies, the links between accelerators that hold neighbouring stages, the tracer, the
 evaluator and the run control; then it connects them explicitly (the feed's inputs to the
 first stage, the loss to the last, the first stage's applied samples to the evaluator,
 progress output and trace streaming) and steps SimPy until every policy has finished or the
 run control asks to stop. Nothing it builds calls back into it.
 
 A run ends with status ``ok``; ``diverged`` when a loss or a value a tile reads became
-non-finite; ``deadlock`` when no event is left while some stage still waits for an input
+non-finite; ``deadlock`` when no event is left while some accelerator still waits for an input
 that no one will send (a schedule error), with a message naming the waiting stages.
 """
 
@@ -28,19 +29,26 @@ from ..errors import ConfigError
 from ..ops import SEND_ACTIVATIONS, SEND_ERRORS
 from ..network import LossHead, Network, balanced_partition, layer_costs, mlp_specs, specs_from_layers
 from ..trace import Tracer
-from .accelerator import Accelerator
+from .accelerator import Accelerator, StagePort
 from .control import RunControl, SampleProbe
 from .evaluation import Evaluator
 from .feed import DataFeed
-from .link import Link
-from .schedules import SCHEDULES, make_schedule
+from .link import Link, Route, local_post
+from .schedules import SCHEDULES, ScheduleSpec, effective_update, is_synchronous, make_schedule
 
 
 def planned_items(config: Config, n_train: int) -> int:
-    """Micro-batches a run trains: epochs of the data, whole mini-batches for synchronous schedules."""
+    """Micro-batches a run trains: epochs of the data; whole mini-batches for synchronous schedules
+    (a shorter run trains one shorter mini-batch) and for orders that cannot be built for fewer."""
     p = config.pipeline
     items = max(int(math.floor(config.train.epochs * n_train)) // p.microbatch_size, 1)
-    if SCHEDULES[p.schedule].synchronous and items >= p.microbatches:
+    if not SCHEDULES[p.schedule].partial_minibatch:
+        if items < p.microbatches:
+            raise ConfigError(f"train.epochs: the run trains {items} micro-batches, fewer than one mini-batch "
+                              f"of {p.microbatches} of schedule {p.schedule}; train longer or use fewer "
+                              f"micro-batches")
+        items -= items % p.microbatches
+    elif is_synchronous(p.schedule, p.update) and items >= p.microbatches:
         items -= items % p.microbatches
     return items
 
@@ -74,9 +82,14 @@ class Engine:
             self.partition = balanced_partition(layer_costs(specs), p.stages)
         self.stages = self.network.stages(self.partition)
         self.n_items = planned_items(cfg, len(self.data.x_train))
+        self.schedule = make_schedule(p.schedule, ScheduleSpec(
+            len(self.stages), p.microbatches, self.n_items, effective_update(p.schedule, p.update),
+            p.virtual_stages or 1, cfg.action_list()))
+        self.placement = self.schedule.placement  # stage -> accelerator
+        self.n_accelerators = self.schedule.accelerators
         self.feed = DataFeed(self.data, p.microbatch_size, self.n_items, cfg.seed)
         self.event_counter = [0]
-        self.tracer = Tracer(len(self.stages), sink, energy=self.energy.enabled)
+        self.tracer = Tracer(len(self.stages), sink, energy=self.energy.enabled, accelerators=self.n_accelerators)
         self.control = RunControl(p.microbatch_size)
         self.probe = SampleProbe()
         self.evaluator = Evaluator(self.network, self.data, cfg.train, self.timing.clock_ghz, self.control,
@@ -88,19 +101,32 @@ class Engine:
     def _build(self, env: simpy.Environment) -> list[Accelerator]:
         """Accelerators and links, connected to the feed, the loss and the observers."""
         cfg = self.config
-        schedule = make_schedule(cfg.pipeline.schedule, len(self.stages), cfg.pipeline.microbatches, self.n_items)
+        schedule = self.schedule
+        stash = SCHEDULES[cfg.pipeline.schedule].stash
+        ports = [StagePort(stage, self.placement[stage.index]) for stage in self.stages]
         for stage in self.stages:
-            stage.stash_weights = SCHEDULES[cfg.pipeline.schedule].stash
-        accs = [Accelerator(env, stage, schedule, self.cost, self.tracer.record, self.control, self.event_counter,
-                            cfg.train.lr, cfg.train.minibatch_reduction) for stage in self.stages]
-        for a, b in zip(accs[:-1], accs[1:]):
-            a.next_link = Link(a, b, SEND_ACTIVATIONS, self.cost)
-            b.prev_link = Link(b, a, SEND_ERRORS, self.cost)
-            a.inbound += (b.prev_link,)
-            b.inbound += (a.next_link,)
-        accs[0].inputs = self.feed.inputs
-        accs[0].applied = self.probe
-        loss = accs[-1].loss = LossHead(cfg.model.loss, self.feed.targets)
+            stage.stash_weights = stash
+        accs = [Accelerator(env, a, [p for p in ports if p.accelerator == a], schedule, self.cost,
+                            self.tracer.record, self.control, self.event_counter, cfg.train.lr,
+                            cfg.train.minibatch_reduction) for a in range(self.n_accelerators)]
+        links: dict[tuple[int, int], Link] = {}  # one per direction between two accelerators
+
+        def route(sender: StagePort, receiver: StagePort, op: str, ready: dict):
+            if sender.accelerator == receiver.accelerator:
+                return local_post(ready)
+            key = (sender.accelerator, receiver.accelerator)
+            if key not in links:
+                links[key] = link = Link(accs[key[0]], accs[key[1]], self.cost)
+                accs[key[1]].inbound += (link,)
+            return Route(links[key], op, sender.index, ready).post
+
+        for p, q in zip(ports[:-1], ports[1:]):
+            p.send_forward = route(p, q, SEND_ACTIVATIONS, q.ready_forward)
+            q.send_backward = route(q, p, SEND_ERRORS, p.ready_backward)
+        ports[-1].send_forward = local_post(ports[-1].ready_backward)  # the loss gradient: its own backward
+        ports[0].inputs = self.feed.inputs
+        ports[0].applied = self.probe
+        loss = ports[-1].loss = LossHead(cfg.model.loss, self.feed.targets)
         tracer = self.tracer
         self.probe.subscribe(lambda samples, cycle: tracer.digest() if tracer.digest_due() else None)
         if self.progress is not None:
@@ -125,7 +151,7 @@ class Engine:
                 while not control.stopped:
                     step()
             except EmptySchedule:
-                waiting = [f"stage {a.index} waits for {a.policy.waiting_for()}" for a in accs
+                waiting = [f"accelerator {a.index} waits for {a.policy.waiting_for()}" for a in accs
                            if not a.policy.finished()]
                 if waiting:
                     control.stop("deadlock", f"deadlock at cycle {int(env.now)}: {'; '.join(waiting)}; "
@@ -139,7 +165,7 @@ class Engine:
     def energy_at(self, cycle: int) -> float:
         """The run's energy up to ``cycle``: every op recorded so far, and static power of every
         accelerator over the cycles so far."""
-        return self.tracer.energy_so_far() + self.cost.static_pj(cycle, len(self.stages))
+        return self.tracer.energy_so_far() + self.cost.static_pj(cycle, self.n_accelerators)
 
     # what a run produced, for the summary
     @property
