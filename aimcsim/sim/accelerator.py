@@ -22,7 +22,7 @@ then waits for it: the wake-up is scheduled when the input is posted, as the har
 see it, so a run's event order is fixed by the ops alone.
 
 Connections are explicit (desmod's shape): links in, the data feed's inputs on the first
-stage, the loss on the last, a probe that hears about applied samples, and the run control
+stage, the loss on the last, a probe that hears about every stage's applied samples, and the run control
 to report a failure to. Nothing here calls back into the engine.
 """
 
@@ -65,7 +65,7 @@ class StagePort:
         self.version = 0  # changes applied to this stage's weights (what its forwards read)
         self.inputs: Callable[[int], np.ndarray] | None = None  # first stage: the data feed
         self.loss: LossHead | None = None  # last stage: loss and its gradient
-        self.applied: SampleProbe | None = None  # first stage: told of every applied update
+        self.applied: SampleProbe | None = None  # told of every update the stage applies
         self.send_forward: Post | None = None
         self.send_backward: Post | None = None
 
@@ -189,8 +189,7 @@ class Accelerator:
                 stage = port.stage
                 if stage.update_changes_weights:
                     port.version += 1
-                if port.applied is not None:
-                    port.applied.publish(result, end)
+                port.applied.publish(port.index, result, end)
                 if stage.last_transfers:  # a compound's transfers: their own op, right after
                     end = yield from self._transfers(port, item, end)
             now = end

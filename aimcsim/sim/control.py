@@ -4,9 +4,9 @@
 a non-finite value, or the evaluator that sees the target met (``stop_at_target``) or a
 non-finite loss, asks it to stop; the engine's event loop checks it between SimPy steps and
 ends the run there. The first request wins. :class:`SampleProbe` is the connection from the
-first stage to whoever wants to know that samples have been applied (the evaluator, the
-progress bar, the tracer's streaming): the accelerator publishes, subscribers observe, and
-they run outside simulated time.
+stages' updates to whoever wants to know that samples have been applied (the evaluator, the
+progress bar, the tracer's streaming): accelerators publish, subscribers observe, and they
+run outside simulated time.
 """
 
 from __future__ import annotations
@@ -41,17 +41,26 @@ class RunControl:
 
 
 class SampleProbe:
-    """Applied samples, published by the first stage's updates, heard by every subscriber."""
+    """Applied samples, heard by every subscriber: a sample counts once every stage has applied
+    its update. In the schedules where the first stage updates last (sequential, gpipe, 1f1b,
+    async) that is the first stage's update; in interleaved and V-shaped flushes it is whichever
+    stage updates last, so an evaluation never sees a mini-batch half applied."""
 
-    def __init__(self) -> None:
+    def __init__(self, stages: int = 1) -> None:
         self.samples = 0
+        self._per_stage = [0] * stages
         self._listeners: list[Callable[[int, int], None]] = []
 
     def subscribe(self, listener: Callable[[int, int], None]) -> None:
         """Call ``listener(samples so far, cycle)`` after every applied update."""
         self._listeners.append(listener)
 
-    def publish(self, rows: int, cycle: int) -> None:
-        self.samples += rows
-        for listener in self._listeners:
-            listener(self.samples, cycle)
+    def publish(self, stage: int, rows: int, cycle: int) -> None:
+        """Stage ``stage`` applied the updates of ``rows`` samples by ``cycle``."""
+        per_stage = self._per_stage
+        per_stage[stage] += rows
+        applied = min(per_stage)
+        if applied > self.samples:
+            self.samples = applied
+            for listener in self._listeners:
+                listener(applied, cycle)

@@ -4,7 +4,7 @@ It builds: the data set and its feed, the network cut into stages, the schedule 
 places the stages on accelerators), the accelerators with the cost model and their
 policies, the links between accelerators that hold neighbouring stages, the tracer, the
 evaluator and the run control; then it connects them explicitly (the feed's inputs to the
-first stage, the loss to the last, the first stage's applied samples to the evaluator,
+first stage, the loss to the last, every stage's applied samples to the evaluator,
 progress output and trace streaming) and steps SimPy until every policy has finished or the
 run control asks to stop. Nothing it builds calls back into it.
 
@@ -91,7 +91,7 @@ class Engine:
         self.event_counter = [0]
         self.tracer = Tracer(len(self.stages), sink, energy=self.energy.enabled, accelerators=self.n_accelerators)
         self.control = RunControl(p.microbatch_size)
-        self.probe = SampleProbe()
+        self.probe = SampleProbe(len(self.stages))
         self.evaluator = Evaluator(self.network, self.data, cfg.train, self.timing.clock_ghz, self.control,
                                    self.energy_at if self.energy.enabled else None)
         self.progress = progress
@@ -125,7 +125,8 @@ class Engine:
             q.send_backward = route(q, p, SEND_ERRORS, p.ready_backward)
         ports[-1].send_forward = local_post(ports[-1].ready_backward)  # the loss gradient: its own backward
         ports[0].inputs = self.feed.inputs
-        ports[0].applied = self.probe
+        for port in ports:
+            port.applied = self.probe
         loss = ports[-1].loss = LossHead(cfg.model.loss, self.feed.targets)
         tracer = self.tracer
         self.probe.subscribe(lambda samples, cycle: tracer.digest() if tracer.digest_due() else None)
@@ -170,7 +171,7 @@ class Engine:
     # what a run produced, for the summary
     @property
     def samples(self) -> int:
-        """Samples whose update the first stage has applied."""
+        """Samples whose update every stage has applied."""
         return self.probe.samples
 
     @property

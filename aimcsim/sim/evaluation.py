@@ -1,6 +1,6 @@
 """Evaluation: the network's loss, accuracy and gradient norm every ``eval_every`` applied samples.
 
-The evaluator observes the samples the first stage has applied (a
+The evaluator observes the samples every stage has applied (a
 :class:`~aimcsim.sim.control.SampleProbe` subscriber) and evaluates outside simulated time:
 it reads the weights exactly (or, with ``train.eval_reads: analog``, through the tiles' IO
 chain from each tile's evaluation stream), costs no cycles and draws from no training
