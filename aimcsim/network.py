@@ -262,7 +262,8 @@ class Stage:
             samples = samples / len(self._pending)
         reports, transfers = [], []
         changed = False
-        held = [self._pending[item] for item in sorted(self._pending)]
+        pending = self._pending
+        held = list(pending.values()) if len(pending) == 1 else [pending[item] for item in sorted(pending)]
         for k, block in enumerate(self.layers):
             xs = np.concatenate([p[0][k] for p in held])
             ds = np.concatenate([p[1][k] for p in held])

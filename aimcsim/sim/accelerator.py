@@ -48,9 +48,9 @@ class NonFiniteLoss(Exception):
 
 class StagePort:
     """One stage as its accelerator runs it: the inputs that arrived for it, its weights'
-    version, and where its results go (``send_forward``: activations to the next stage, or on
-    the last stage the loss gradient to its own backward; ``send_backward``: errors to the
-    stage before, None on the first)."""
+    version, and where its results go (``send_forward``: activations to the next stage, None
+    on the last stage, whose loss gradient goes to its own backward; ``send_backward``: errors
+    to the stage before, None on the first)."""
 
     __slots__ = ("stage", "index", "accelerator", "first", "ready_forward", "ready_backward", "version",
                  "inputs", "loss", "applied", "send_forward", "send_backward")
@@ -176,7 +176,10 @@ class Accelerator:
             # errors back
             transfer = None
             if op == FORWARD:
-                transfer = port.send_forward(item, result, end, version)
+                if port.send_forward is None:
+                    port.ready_backward[item] = result
+                else:
+                    transfer = port.send_forward(item, result, end, version)
             elif (op == BACKWARD or op == INPUT_GRAD) and port.send_backward is not None:
                 transfer = port.send_backward(item, result, end, version)
             if cycles:

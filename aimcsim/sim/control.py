@@ -58,7 +58,10 @@ class SampleProbe:
     def publish(self, stage: int, rows: int, cycle: int) -> None:
         """Stage ``stage`` applied the updates of ``rows`` samples by ``cycle``."""
         per_stage = self._per_stage
-        per_stage[stage] += rows
+        before = per_stage[stage]
+        per_stage[stage] = before + rows
+        if before != self.samples:  # the stage was ahead of the slowest: nothing new is applied everywhere
+            return
         applied = min(per_stage)
         if applied > self.samples:
             self.samples = applied

@@ -123,7 +123,6 @@ class Engine:
         for p, q in zip(ports[:-1], ports[1:]):
             p.send_forward = route(p, q, SEND_ACTIVATIONS, q.ready_forward)
             q.send_backward = route(q, p, SEND_ERRORS, p.ready_backward)
-        ports[-1].send_forward = local_post(ports[-1].ready_backward)  # the loss gradient: its own backward
         ports[0].inputs = self.feed.inputs
         for port in ports:
             port.applied = self.probe

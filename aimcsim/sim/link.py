@@ -89,8 +89,8 @@ class Route:
 
 
 def local_post(ready: dict) -> Post:
-    """Hand results to a stage on the same accelerator (or the last stage's own backward): free,
-    untraced, there by the time the accelerator decides again."""
+    """Hand results to a stage on the same accelerator: free, untraced, there by the time the
+    accelerator decides again."""
     def post(item: int, payload: np.ndarray, leaves: int, version: int) -> None:
         ready[item] = payload
     return post

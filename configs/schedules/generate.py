@@ -1,6 +1,7 @@
 """Write PyTorch's pipeline schedules as action-list CSVs (``_dump_csv``'s format), K = 4, M = 8.
 
-    python configs/schedules/generate.py        # needs torch (2.13 generated the shipped files)
+    python configs/schedules/generate.py          # needs torch (2.13 generated the shipped files)
+    python configs/schedules/generate.py --check  # aimcsim's native orders against torch, over a grid
 
 One row per rank (accelerator), one cell per step: ``{stage}{type}{microbatch}`` with type F
 (forward), B (full backward), I (input-gradient backward) or W (weight-gradient backward), an
@@ -12,9 +13,12 @@ writes ``pipeline_order``, so PyTorch's ``_load_csv`` reads them back.
 from __future__ import annotations
 
 import csv
+import sys
 from pathlib import Path
 
 from torch.distributed.pipelining._schedule_visualizer import get_schedule_ops
+
+from aimcsim.sim import actions, orders
 
 RANKS, MICROBATCHES = 4, 8
 SCHEDULES = {  # file stem -> (PyTorch schedule class name, stages per rank)
@@ -29,7 +33,38 @@ SCHEDULES = {  # file stem -> (PyTorch schedule class name, stages per rank)
 # list; its runtime order is the built-in schedule 1f1b.
 
 
+NATIVE = {  # PyTorch class -> aimcsim built-in, as (ranks, stages per rank, micro-batches) -> rows
+    "Interleaved1F1B": lambda r, v, m: orders.interleaved_rows(r * v, m, v, zero_bubble=False),
+    "InterleavedZeroBubble": lambda r, v, m: orders.interleaved_rows(r * v, m, v, zero_bubble=True),
+    "ZBVZeroBubble": lambda r, v, m: orders.zbv_rows(r * v, m),
+    "GPipe": lambda r, v, m: orders.gpipe_rows(r, m),
+}
+
+
+def check() -> None:
+    """Every native order equals torch's (idle steps dropped) over ranks 1-6, V 2-4, M 1-16."""
+    compared = 0
+    for name, native in NATIVE.items():
+        for ranks in range(1, 7):
+            for v in ((1,) if name == "GPipe" else (2,) if name == "ZBVZeroBubble" else (2, 3, 4)):
+                for m in range(1, 17):
+                    try:
+                        ops = get_schedule_ops(name, ranks, m, num_stages_per_rank=v)
+                    except (ValueError, AssertionError):
+                        continue  # torch refuses this combination (e.g. M not a multiple of the rounds)
+                    theirs = [[(a.computation_type.value, a.stage_index, a.microbatch_index) for a in rank
+                               if a is not None and a.computation_type.value in "FBIW"] for rank in ops]
+                    ours = native(ranks, v, m)
+                    assert ours == theirs, (name, ranks, v, m)
+                    actions.check_orders(ours, name)
+                    compared += 1
+    print(f"{compared} (schedule, ranks, V, M) combinations: aimcsim's orders equal torch's")
+
+
 def main() -> None:
+    if "--check" in sys.argv:
+        check()
+        return
     here = Path(__file__).resolve().parent
     for stem, (name, per_rank) in SCHEDULES.items():
         ops = get_schedule_ops(name, RANKS, MICROBATCHES, num_stages_per_rank=per_rank)
