@@ -171,6 +171,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
     matplotlib.use("Agg")
     import pandas as pd  # noqa: PLC0415
 
+    from . import trace as tr  # noqa: PLC0415
     from .plots import energy_breakdown, timeline, training_curves  # noqa: PLC0415
 
     run_dir = Path(args.run_dir)
@@ -186,11 +187,13 @@ def cmd_plot(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     summary = json.loads((run_dir / "summary.json").read_text())
     metrics = pd.read_csv(run_dir / "metrics.csv")
-    trace = pd.read_csv(run_dir / "trace.csv")
+    trace = tr.read_trace(run_dir / "trace.csv")
     written = []
     end = args.cycles or min(int(trace["end"].max()), _window(trace))
     ax = timeline(trace, end=end)
-    ax.set_title(f"{summary['schedule']}, K={summary['stages']}: first {end:,} cycles")
+    accelerators = summary.get("accelerators", summary["stages"])
+    placed = f" on {accelerators} accelerators" if accelerators != summary["stages"] else ""
+    ax.set_title(f"{summary['schedule']}, K={summary['stages']}{placed}: first {end:,} cycles")
     ax.figure.tight_layout()
     ax.figure.savefig(out / "timeline.png", dpi=120, bbox_inches="tight")
     written.append(out / "timeline.png")

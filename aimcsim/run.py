@@ -46,7 +46,7 @@ class Result:
     @property
     def trace(self) -> pd.DataFrame:
         if self._trace is None:
-            self._trace = pd.read_csv(self._trace_path)
+            self._trace = tr.read_trace(self._trace_path)
         return self._trace
 
     def weights(self) -> list[np.ndarray]:

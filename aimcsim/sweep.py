@@ -33,10 +33,12 @@ from .errors import ConfigError
 from .sim.schedules import is_synchronous
 from .trace import PERFETTO_FORMATS
 
-SUMMARY_COLUMNS = ["status", "message", "schedule", "stages", "microbatches", "microbatch_size", "samples",
+SUMMARY_COLUMNS = ["status", "message", "schedule", "stages", "accelerators", "update", "microbatches",
+                   "microbatch_size", "samples",
                    "cycles", "time_ns", "final_train_loss", "final_test_loss", "final_test_accuracy",
                    "target_metric", "target_value", "sample_complexity", "cycle_complexity", "bubble_fraction",
-                   "utilization", "staleness", "transfers", "diverged_at_sample", "events", "wall_seconds"]
+                   "utilization", "accelerator_utilization", "staleness", "transfers", "diverged_at_sample", "events",
+                   "wall_seconds"]
 ENERGY_COLUMNS = ["energy_pj", "energy_per_sample_pj", "energy_complexity_pj", "energy_by_op"]  # with an energy preset
 
 

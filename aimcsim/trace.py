@@ -241,6 +241,15 @@ class TraceSink:
                 tmp.unlink()
 
 
+def read_trace(path) -> pd.DataFrame:
+    """A run directory's ``trace.csv``; a trace written before the accelerator column existed
+    (one stage per accelerator) gets it from the stage."""
+    trace = pd.read_csv(path)
+    if "accelerator" not in trace.columns and "stage" in trace.columns:
+        trace.insert(1, "accelerator", trace["stage"])
+    return trace
+
+
 def total_cycles(trace: pd.DataFrame) -> int:
     return int(trace["end"].max()) if len(trace) else 0
 

@@ -300,3 +300,30 @@ def test_the_shipped_zero_bubble_config_runs(tmp_path):
     assert summary["status"] == "ok" and summary["accelerators"] == 4 and summary["stages"] == 8
     trace = __import__("pandas").read_csv(out / "trace.csv")
     assert {"I", "W"} <= set(trace.op) and list(trace.columns)[:3] == ["stage", "accelerator", "op"]
+
+
+def test_a_trace_from_before_the_accelerator_column_still_reads_and_plots(tmp_path):
+    r = aimcsim.simulate(config(schedule="gpipe", stages=2, microbatches=M), out=tmp_path / "run")
+    old = r.trace.drop(columns="accelerator")
+    old.to_csv(tmp_path / "run" / "trace.csv", index=False)
+    back = tr.read_trace(tmp_path / "run" / "trace.csv")
+    assert list(back.columns) == list(r.trace.columns) and (back.accelerator == back.stage).all()
+    assert main(["plot", str(tmp_path / "run")]) == 0 and (tmp_path / "run" / "timeline.png").is_file()
+
+
+def test_a_compound_device_transfers_on_the_accelerator_of_its_stage():
+    cfg = config(schedule="zbv_zero_bubble", stages=4, microbatches=4, update="immediate")
+    cfg["model"]["hidden"] = [5] * 3
+    cfg["device"] = {"type": "transfer_compound", "transfer_every": 2,
+                     "unit_cell_devices": [{"type": "constant_step"}, {"type": "constant_step"}]}
+    cfg["io"] = {}
+    r = aimcsim.simulate(cfg)
+    t = r.trace
+    transfers = t[t.op == "T"]
+    assert r.summary["status"] == "ok" and len(transfers) and sum(r.summary["transfers"]) == len(transfers)
+    placement = r.summary["placement"]
+    assert (transfers.accelerator == transfers.stage.map(lambda s: placement[s])).all()
+    # each transfer follows the W (the immediate update) that ran it, on the same stage
+    for stage, acc, item, start in zip(transfers.stage, transfers.accelerator, transfers.item, transfers.start):
+        w = t[(t.op == "W") & (t.stage == stage) & (t.item == item)]
+        assert len(w) == 1 and int(w.end.iloc[0]) == start
