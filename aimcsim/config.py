@@ -208,6 +208,15 @@ class Config(_Section):
         return out
 
 
+def _derive(p: PipelineConfig, key: str, value: object) -> None:
+    """Fill in a pipeline value the schedule defines, leaving it unset (not the user's choice), so a
+    config dumped with ``exclude_unset`` and loaded with another schedule or list derives it anew."""
+    given = key in p.model_fields_set
+    setattr(p, key, value)
+    if not given:
+        p.model_fields_set.discard(key)
+
+
 def _resolve_pipeline(p: PipelineConfig) -> None:
     """Check the schedule's own keys and fill in what it defines: stages and micro-batches from an
     action list, the stages per accelerator of an interleaved schedule."""
@@ -229,7 +238,7 @@ def _resolve_pipeline(p: PipelineConfig) -> None:
             if key in given and getattr(p, key) != value:
                 raise ValueError(f"pipeline.{key}: {getattr(p, key)}, but the action list {p.actions} defines "
                                  f"{value}; leave it out")
-            setattr(p, key, value)
+            _derive(p, key, value)
         return
     if p.actions is not None:
         raise ValueError(f"pipeline.actions: only schedule actions reads an action list (schedule is {p.schedule})")
@@ -246,7 +255,7 @@ def _resolve_pipeline(p: PipelineConfig) -> None:
     if p.stages % v:
         raise ValueError(f"pipeline.stages: {p.stages} stages do not divide into {v} per accelerator "
                          f"(pipeline.virtual_stages)")
-    p.virtual_stages = v
+    _derive(p, "virtual_stages", v)
     check_microbatches(p.schedule, p.stages // v, p.microbatches)
 
 
@@ -282,7 +291,7 @@ def apply_overrides(data: dict, overrides: list[str] | tuple[str, ...]) -> dict:
 def load_config(path_or_dict: str | Path | dict | Config, overrides: list[str] | tuple[str, ...] = ()) -> Config:
     """Load and validate a configuration from a YAML file, a mapping or a Config, then apply overrides."""
     if isinstance(path_or_dict, Config):
-        data = path_or_dict.model_dump(mode="json")
+        data = path_or_dict.model_dump(mode="json", exclude_unset=True)  # what the schedule derived is derived anew
     elif isinstance(path_or_dict, dict):
         data = path_or_dict
     else:

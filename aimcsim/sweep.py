@@ -185,7 +185,7 @@ def sweep(config: str | os.PathLike | dict | Config, grid: dict[str, list] | Non
     the same rows).
     """
     cfg = load_config(config, overrides)
-    base = cfg.model_dump(mode="json")
+    base = cfg.model_dump(mode="json", exclude_unset=True)  # the values a schedule derives are derived per point
     section = base.pop("sweep", None) or {}
     grid = grid if grid is not None else section.get("grid")
     if workers is None:

@@ -85,9 +85,10 @@ class Tracer:
     """
 
     def __init__(self, stages: int, sink: "TraceSink | None" = None, chunk_rows: int = 100_000,
-                 energy: bool = False, accelerators: int | None = None) -> None:
+                 energy: bool = False, placement: list[int] | None = None) -> None:
         self.stages = stages
-        self.accelerators = stages if accelerators is None else accelerators
+        self.placement = list(range(stages)) if placement is None else list(placement)  # stage -> accelerator
+        self.accelerators = max(self.placement) + 1 if self.placement else 0
         self.sink = sink
         self.energy = energy  # rows carry their energy; the tracer adds it up
         self.energy_pj = 0.0  # of the rows digested so far, in row order
@@ -95,9 +96,7 @@ class Tracer:
         self.rows: list[TraceRow] = []
         self.record = self.rows.append
         self.busy = [0] * stages  # busy cycles per stage
-        self.accelerator_busy = [0] * self.accelerators
         self.max_staleness = [0] * stages
-        self.accelerator_staleness = [0] * self.accelerators  # the largest of its stages'
         self.transfers = [0] * stages  # T ops (a compound crossbar's transfers) per stage
         self.end = 0
         self.n_rows = 0
@@ -112,7 +111,6 @@ class Tracer:
     def digest(self) -> None:
         """Fold the new rows into the statistics; with a sink, write them out and drop them."""
         rows, busy, stale, forward_version = self.rows, self.busy, self.max_staleness, self._forward_version
-        acc_busy, acc_stale = self.accelerator_busy, self.accelerator_staleness
         transfers = self.transfers
         end = self.end
         compute, backwards = self._busy_ops, self._backwards
@@ -122,20 +120,17 @@ class Tracer:
             for row in new:
                 energy += row[ENERGY]
             self.energy_pj = energy
-        for stage, acc, op, item, start, stop, version, *_ in new:
+        for stage, _, op, item, start, stop, version, *_ in new:
             if stop > end:
                 end = stop
             if op in compute:
                 busy[stage] += stop - start
-                acc_busy[acc] += stop - start
                 if op == FORWARD:
                     forward_version[(stage, item)] = version
                 elif op in backwards:
                     gap = version - forward_version.pop((stage, item), version)
                     if gap > stale[stage]:
                         stale[stage] = gap
-                    if gap > acc_stale[acc]:
-                        acc_stale[acc] = gap
                 elif op == TRANSFER:
                     transfers[stage] += 1
         self.end = end
@@ -152,7 +147,18 @@ class Tracer:
 
     def accelerator_utilization(self) -> list[float]:
         """Busy share of every accelerator (the sum of its stages')."""
-        return [b / self.end if self.end else 0.0 for b in self.accelerator_busy]
+        busy = [0] * self.accelerators
+        for stage, acc in enumerate(self.placement):
+            busy[acc] += self.busy[stage]
+        return [b / self.end if self.end else 0.0 for b in busy]
+
+    @property
+    def accelerator_staleness(self) -> list[int]:
+        """The largest staleness of any stage on each accelerator."""
+        stale = [0] * self.accelerators
+        for stage, acc in enumerate(self.placement):
+            stale[acc] = max(stale[acc], self.max_staleness[stage])
+        return stale
 
     def energy_so_far(self) -> float:
         """Energy of every row recorded so far (digested or not), added in row order."""

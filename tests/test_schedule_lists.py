@@ -327,3 +327,16 @@ def test_a_compound_device_transfers_on_the_accelerator_of_its_stage():
     for stage, acc, item, start in zip(transfers.stage, transfers.accelerator, transfers.item, transfers.start):
         w = t[(t.op == "W") & (t.stage == stage) & (t.item == item)]
         assert len(w) == 1 and int(w.end.iloc[0]) == start
+
+
+def test_a_sweep_over_lists_and_schedules_derives_stages_per_point(tmp_path):
+    """What a schedule derives (stages and micro-batches from a list, virtual stages) is not the
+    user's setting: each point of a sweep derives it anew."""
+    from aimcsim import sweep
+    base = config(schedule="actions", actions=str(LISTS / "gpipe_k4_m8.csv"))
+    table = sweep(base, {"pipeline.actions": [str(LISTS / "gpipe_k4_m8.csv"), str(LISTS / "zbv_zero_bubble_k4_m8.csv")]},
+                  out=tmp_path / "lists", workers=1, quiet=True)
+    assert list(table["stages"]) == [4, 8] and list(table["accelerators"]) == [4, 4]
+    table = sweep(config(schedule="interleaved_1f1b", stages=4, microbatches=M),
+                  {"pipeline.schedule": ["interleaved_1f1b", "gpipe"]}, out=tmp_path / "schedules", workers=1, quiet=True)
+    assert list(table["status"]) == ["ok", "ok"] and list(table["accelerators"]) == [2, 4]

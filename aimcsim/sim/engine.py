@@ -10,7 +10,7 @@ run control asks to stop. Nothing it builds calls back into it.
 
 A run ends with status ``ok``; ``diverged`` when a loss or a value a tile reads became
 non-finite; ``deadlock`` when no event is left while some accelerator still waits for an input
-that no one will send (a schedule error), with a message naming the waiting stages.
+that no one will send (a schedule error), with a message naming the waiting accelerators.
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ class Engine:
         self.n_accelerators = self.schedule.accelerators
         self.feed = DataFeed(self.data, p.microbatch_size, self.n_items, cfg.seed)
         self.event_counter = [0]
-        self.tracer = Tracer(len(self.stages), sink, energy=self.energy.enabled, accelerators=self.n_accelerators)
+        self.tracer = Tracer(len(self.stages), sink, energy=self.energy.enabled, placement=self.placement)
         self.control = RunControl(p.microbatch_size)
         self.probe = SampleProbe(len(self.stages))
         self.evaluator = Evaluator(self.network, self.data, cfg.train, self.timing.clock_ghz, self.control,
