@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator,
-                      model_validator)
+from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo,
+                      field_validator, model_validator)
 
 from .cost import EnergyModel, TimingModel, parse_energy, parse_timing
 from .data import check_data_files
@@ -81,6 +81,7 @@ class PipelineConfig(_Section):
         None, description="what a list schedule's weight parts do: flush (one update per stage after each "
                           "mini-batch, the default) or immediate (pulses at once)")
     actions: str | None = Field(None, description="schedule actions: a PyTorch _dump_csv action list (CSV)")
+    _action_list: ActionList | None = PrivateAttr(None)  # the list as validated, read once
 
     @field_validator("schedule")
     @classmethod
@@ -167,10 +168,8 @@ class Config(_Section):
         return self
 
     def action_list(self) -> ActionList | None:
-        """Schedule ``actions``: the checked action list of ``pipeline.actions`` (else None)."""
-        if not SCHEDULES[self.pipeline.schedule].from_file:
-            return None
-        return read_action_list(self.pipeline.actions)
+        """Schedule ``actions``: the checked action list of ``pipeline.actions``, as validated (else None)."""
+        return self.pipeline._action_list
 
     # typed views of the free-form aihwkit sections, validated on load
     def device_params(self) -> BaseModel:
@@ -233,7 +232,7 @@ def _resolve_pipeline(p: PipelineConfig) -> None:
         if p.virtual_stages is not None:
             raise ValueError("pipeline.virtual_stages: with schedule actions the rows of the list place the "
                              "stages; leave it out")
-        listed = read_action_list(p.actions)
+        listed = p._action_list = read_action_list(p.actions)
         for key, value in (("stages", listed.stages), ("microbatches", listed.microbatches)):
             if key in given and getattr(p, key) != value:
                 raise ValueError(f"pipeline.{key}: {getattr(p, key)}, but the action list {p.actions} defines "

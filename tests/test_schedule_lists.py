@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
@@ -298,7 +299,7 @@ def test_the_shipped_zero_bubble_config_runs(tmp_path):
                  "--quiet"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["status"] == "ok" and summary["accelerators"] == 4 and summary["stages"] == 8
-    trace = __import__("pandas").read_csv(out / "trace.csv")
+    trace = pd.read_csv(out / "trace.csv")
     assert {"I", "W"} <= set(trace.op) and list(trace.columns)[:3] == ["stage", "accelerator", "op"]
 
 

@@ -38,6 +38,7 @@ _IGNORED = re.compile(rf"(\d+)({'|'.join(IGNORED_TYPES)})(\d*)")
 _OVERLAP = re.compile(r"\((.*)\)OVERLAP_F_B")
 
 Step = tuple[str, int, int]  # (op code, stage, micro-batch) of one action in a list
+_NEEDS = {BACKWARD: FORWARD, INPUT_GRAD: FORWARD, WEIGHT_GRAD: INPUT_GRAD}  # what must come first in its row
 Rows = list[list[Step]]      # per accelerator, its actions in order
 
 
@@ -161,7 +162,7 @@ def _check_each_microbatch(rows: Rows, located: _Located, stages: int, microbatc
             if step in seen:
                 raise located.error(r, i, rows, f"repeats an action (step {located.steps[r][seen[step]]})")
             seen[step] = i
-            needs = {BACKWARD: FORWARD, INPUT_GRAD: FORWARD, WEIGHT_GRAD: INPUT_GRAD}.get(op)
+            needs = _NEEDS.get(op)
             if needs is not None and (needs, stage, mb) not in seen:
                 later = f" (it comes at step {_step_of(rows, located, r, (needs, stage, mb))})" \
                     if (needs, stage, mb) in row else ""
