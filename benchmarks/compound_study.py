@@ -23,6 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 import aimcsim
+from doc_tables import write_between
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = [1, 2, 4]
@@ -109,13 +110,7 @@ def main() -> None:
     out = Path(args.out)
     results = run_all(args.seeds, args.epochs, out, args.workers)
     results.to_csv(out / "all_results.csv", index=False)
-    doc = ROOT / "docs" / "results.md"
-    text = doc.read_text()
-    if BEGIN not in text or END not in text:
-        raise SystemExit(f"{doc}: the markers {BEGIN} ... {END} are missing")
-    head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    doc.write_text(f"{head}{BEGIN}\n{table(results)}\n{END}{tail}")
+    doc = write_between(ROOT / "docs" / "results.md", BEGIN, END, table(results), add_markers=False)
     print(f"wrote the table into {doc}")
 
 

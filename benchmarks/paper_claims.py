@@ -26,6 +26,7 @@ import pandas as pd
 import yaml
 
 import aimcsim
+from doc_tables import write_between
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = [1, 2, 4, 8]
@@ -127,14 +128,7 @@ def main() -> None:
     tgt = cfg["train"]["target"]
     target = f"{tgt['metric']} {'>=' if tgt['metric'] == 'test_accuracy' else '<='} {tgt['value']}"
     text = tables(results, target, cfg["pipeline"]["microbatches"])
-    doc = ROOT / "docs" / "results.md"
-    doc.parent.mkdir(exist_ok=True)
-    old = doc.read_text() if doc.exists() else f"# Results\n\n{BEGIN}\n{END}\n"
-    if BEGIN not in old:
-        old += f"\n{BEGIN}\n{END}\n"
-    before, rest = old.split(BEGIN, 1)
-    after = rest.split(END, 1)[1]
-    doc.write_text(f"{before}{BEGIN}\n{text}\n{END}{after}")
+    doc = write_between(ROOT / "docs" / "results.md", BEGIN, END, text)
     print(f"wrote the tables of {doc}")
 
 

@@ -50,6 +50,7 @@ from scipy import stats
 
 import aimcsim
 from aimcsim.sweep import point_name
+from doc_tables import write_between
 
 ROOT = Path(__file__).resolve().parents[1]
 BEGIN, END = "<!-- BEGIN STUDY (written by benchmarks/study.py) -->", "<!-- END STUDY -->"
@@ -348,16 +349,6 @@ REPORTS = {"epsilon": epsilon_report, "depth": depth_report, "update_time": upda
            "staleness": staleness_report, "lenet": lenet_report}
 
 
-def write_doc(text: str, doc: Path) -> Path:
-    old = doc.read_text() if doc.exists() else f"# Study (quick)\n\n{BEGIN}\n{END}\n"
-    if BEGIN not in old:
-        old += f"\n{BEGIN}\n{END}\n"
-    before, rest = old.split(BEGIN, 1)
-    after = rest.split(END, 1)[1]
-    doc.write_text(f"{before}{BEGIN}\n{text}\n{END}{after}")
-    return doc
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="a smoke run: 2 seeds, short runs, coarse grids")
@@ -384,7 +375,7 @@ def main() -> None:
               f"({n_points / (wall / 60):.1f} points per minute; a rerun of finished points costs nothing).")
     print(header)
     doc = out / "results.md" if args.quick else ROOT / "docs" / "results.md"
-    print(f"wrote {write_doc(chr(10).join([header, '', *sections]), doc)}")
+    print(f"wrote {write_between(doc, BEGIN, END, chr(10).join([header, '', *sections]))}")
 
 
 if __name__ == "__main__":
