@@ -3,9 +3,9 @@
 from .config import Config, load_config
 from .errors import ConfigError
 from .run import Result, simulate
-from .sweep import sweep
+from .sweep import sweep, sweeps
 from .tile import AnalogTile, OpReport
 
 __version__ = "0.1.0"
-__all__ = ["AnalogTile", "OpReport", "ConfigError", "Config", "load_config", "simulate", "Result", "sweep",
+__all__ = ["AnalogTile", "OpReport", "ConfigError", "Config", "load_config", "simulate", "Result", "sweep", "sweeps",
            "__version__"]

@@ -8,7 +8,9 @@ run's summary fields). Points run serially (``workers=1``), on a local process p
 distributed cluster, whose workers must see the sweep directory (a shared file system).
 
 Sweeps are resumable: a point whose run directory holds ``summary.json`` is finished and
-skipped; anything else is (re)run. Every file is written atomically, so an interrupted sweep
+skipped; anything else is (re)run. A finished point whose ``config.yaml`` disagrees with what
+the point asks for now (the base config was edited) is refused with the first differing key,
+never silently reused. Every file is written atomically, so an interrupted sweep
 loses no finished point and leaves no half-written result. A point that fails is recorded
 with its status and message and the sweep goes on.
 """
@@ -109,6 +111,38 @@ def unequal_steps_note(configs: list[Config]) -> str | None:
             f"compare like with like")
 
 
+def first_difference(stored: object, wanted: object, key: str = "") -> str | None:
+    """The first dotted key whose value differs between two resolved configs (keys only one side
+    has are skipped: a field added or removed by a newer aimcsim is not a different experiment)."""
+    if isinstance(stored, dict) and isinstance(wanted, dict):
+        for k in stored:
+            if k in wanted:
+                found = first_difference(stored[k], wanted[k], f"{key}.{k}" if key else str(k))
+                if found:
+                    return found
+        return None
+    if isinstance(stored, list) and isinstance(wanted, list) and len(stored) == len(wanted):
+        for i, (a, b) in enumerate(zip(stored, wanted)):
+            found = first_difference(a, b, f"{key}[{i}]")
+            if found:
+                return found
+        return None
+    return None if stored == wanted else f"{key}: {stored!r} there, {wanted!r} now"
+
+
+def _check_finished(path: Path, config: Config) -> None:
+    """Refuse to reuse a finished point that was run with another config."""
+    import yaml  # noqa: PLC0415
+
+    stored_path = path / "config.yaml"
+    if not stored_path.is_file():
+        return
+    difference = first_difference(yaml.safe_load(stored_path.read_text()), config.resolved())
+    if difference:
+        raise ConfigError(f"sweep point {path} was run with a different config ({difference}); "
+                          f"remove that directory to rerun it, or sweep into a new --out")
+
+
 def _init_worker(threads: int) -> None:
     import numba  # noqa: PLC0415
 
@@ -185,55 +219,88 @@ def sweep(config: str | os.PathLike | dict | Config, grid: dict[str, list] | Non
     the same rows).
     """
     cfg = load_config(config, overrides)
-    base = cfg.model_dump(mode="json", exclude_unset=True)  # the values a schedule derives are derived per point
-    section = base.pop("sweep", None) or {}
-    grid = grid if grid is not None else section.get("grid")
+    section = cfg.sweep or {}
     if workers is None:
         workers = section.get("workers")
     if scheduler is None:
         scheduler = section.get("scheduler")
-    if not grid:
-        raise ConfigError("sweep.grid: no grid given (use --grid KEY=V1,V2 or a sweep: {grid: ...} section)")
-    if not isinstance(grid, dict) or not all(isinstance(v, list) and v for v in grid.values()):
-        raise ConfigError("sweep.grid: must map dotted keys to non-empty lists of values")
+    return sweeps([(cfg, grid, out)], workers=workers, scheduler=scheduler, quiet=quiet, on_point=on_point,
+                  perfetto=perfetto)[0]
+
+
+class _Plan:
+    """One sweep of a batch: its base, points, directory and the summaries found or run so far."""
+
+    def __init__(self, config: str | os.PathLike | dict | Config, grid: dict[str, list] | None,
+                 out: str | os.PathLike) -> None:
+        base = load_config(config).model_dump(mode="json", exclude_unset=True)  # derived values stay per point
+        section = base.pop("sweep", None) or {}
+        grid = grid if grid is not None else section.get("grid")
+        if not grid:
+            raise ConfigError("sweep.grid: no grid given (use --grid KEY=V1,V2 or a sweep: {grid: ...} section)")
+        if not isinstance(grid, dict) or not all(isinstance(v, list) and v for v in grid.values()):
+            raise ConfigError("sweep.grid: must map dotted keys to non-empty lists of values")
+        self.base, self.directory = base, Path(out)
+        self.todo = points(grid)
+        self.configs = [load_config(base, _set_list(p)) for p in self.todo]  # validate every point first
+        self.names = [point_name(p) for p in self.todo]
+        self.results: dict[str, dict] = {}
+        for name, point_config in zip(self.names, self.configs):
+            summary_path = self.directory / name / "summary.json"
+            if summary_path.is_file():
+                _check_finished(self.directory / name, point_config)
+                self.results[name] = json.loads(summary_path.read_text())
+
+    def pending(self) -> list[tuple[dict, str]]:
+        return [(p, n) for p, n in zip(self.todo, self.names) if n not in self.results]
+
+    def write(self) -> pd.DataFrame:
+        rows = [_results_row(p, n, self.results[n]) for p, n in zip(self.todo, self.names) if n in self.results]
+        return _write_results(rows, self.directory)
+
+
+def sweeps(jobs: list[tuple[str | os.PathLike | dict | Config, dict[str, list] | None, str | os.PathLike]],
+           workers: int | None = None, scheduler: str | None = None, quiet: bool = True,
+           on_point: Callable[[str, dict], None] | None = None, perfetto: str = "none") -> list[pd.DataFrame]:
+    """Several sweeps, each ``(config, grid, out)``, run as one batch: their pending points share
+    one local pool (or Dask cluster), so a study of many small sweeps keeps every worker busy
+    and starts its processes once. Returns each sweep's results table, in order; each sweep
+    directory gets its own ``results.csv``, and each is resumable as with :func:`sweep`."""
     if perfetto not in PERFETTO_FORMATS:
         raise ConfigError(f"--perfetto: must be one of {', '.join(PERFETTO_FORMATS)}, got {perfetto!r}")
-    todo = points(grid)
-    configs = [load_config(base, _set_list(p)) for p in todo]  # validate every point before running any
-    if not quiet:
-        note = unequal_steps_note(configs)
-        if note:
-            print(note, file=sys.stderr)
     if workers is not None and (not isinstance(workers, int) or workers < 1):
         raise ConfigError(f"--workers: must be a positive integer, got {workers!r}")
+    plans = [_Plan(config, grid, out) for config, grid, out in jobs]
+    directories = [plan.directory.resolve() for plan in plans]
+    if len(set(directories)) < len(directories):
+        raise ConfigError("sweeps: two sweeps of one batch write the same directory; give each its own out")
+    if not quiet:
+        note = unequal_steps_note([c for plan in plans for c in plan.configs])
+        if note:
+            print(note, file=sys.stderr)
     workers = workers or os.cpu_count() or 1
+    pending = [(i, p, name) for i, plan in enumerate(plans) for p, name in plan.pending()]
+    progress = _Progress(sum(len(plan.todo) for plan in plans), sum(len(plan.results) for plan in plans), quiet)
+    for plan in plans:
+        plan.directory.mkdir(parents=True, exist_ok=True)
 
-    directory = Path(out)
-    directory.mkdir(parents=True, exist_ok=True)
-    names = [point_name(p) for p in todo]
-    results: dict[str, dict] = {}
-    pending = []
-    for p, name in zip(todo, names):
-        summary_path = directory / name / "summary.json"
-        if summary_path.is_file():
-            results[name] = json.loads(summary_path.read_text())
-        else:
-            pending.append((p, name))
-    progress = _Progress(len(todo), len(results), quiet)
-
-    def record(name: str, summary: dict, running: int) -> None:
-        results[name] = summary
-        _write_results([_results_row(p, n, results[n]) for p, n in zip(todo, names) if n in results], directory)
-        progress.finished(name, summary.get("status", "error"), running)
+    def record(item: tuple[int, dict, str], summary: dict, running: int) -> None:
+        i, _, name = item
+        plans[i].results[name] = summary
+        plans[i].write()
+        label = name if len(plans) == 1 else f"{plans[i].directory}/{name}"
+        progress.finished(label, summary.get("status", "error"), running)
         if on_point is not None:
             on_point(name, summary)
 
-    if pending:
+    tasks = [(item, plans[item[0]].base, item[1], str(plans[item[0]].directory.resolve() / item[2]))
+             for item in pending]
+    if tasks:
         if scheduler:
-            _run_dask(scheduler, base, pending, directory, record, perfetto)
+            _run_dask(scheduler, tasks, record, perfetto)
         elif workers == 1:
-            for p, name in pending:
-                record(name, run_point(base, p, str(directory / name), perfetto), 0)
+            for item, base, p, path in tasks:
+                record(item, run_point(base, p, path, perfetto), 0)
         else:
             warm_up()
             # spawn, not fork: the kernels' thread pool (OpenMP) must not be forked; each worker
@@ -241,17 +308,16 @@ def sweep(config: str | os.PathLike | dict | Config, grid: dict[str, list] | Non
             threads = max(1, (os.cpu_count() or 1) // workers)
             with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
                                      initializer=_init_worker, initargs=(threads,)) as pool:
-                futures = {pool.submit(run_point, base, p, str(directory / name), perfetto): name
-                           for p, name in pending}
+                futures = {pool.submit(run_point, base, p, path, perfetto): item for item, base, p, path in tasks}
                 waiting = set(futures)
                 while waiting:
                     finished, waiting = wait(waiting, return_when=FIRST_COMPLETED)
                     for fut in finished:
                         record(futures[fut], fut.result(), min(workers, len(waiting)))
-    return _write_results([_results_row(p, n, results[n]) for p, n in zip(todo, names)], directory)
+    return [plan.write() for plan in plans]
 
 
-def _run_dask(address: str, base: dict, pending: list, directory: Path, record, perfetto: str) -> None:
+def _run_dask(address: str, tasks: list, record, perfetto: str) -> None:
     try:
         from distributed import Client, as_completed  # noqa: PLC0415
     except ImportError:
@@ -263,8 +329,9 @@ def _run_dask(address: str, base: dict, pending: list, directory: Path, record, 
     try:
         warm_up()  # fills the kernel cache for workers on this machine
         client.run(warm_up)  # and each worker compiles or loads the kernels once, not once per point
-        futures = {client.submit(run_point, base, p, str(directory.resolve() / name), perfetto, pure=False,
-                                 key=f"aimcsim-{name}-{time.time_ns()}", retries=2): name for p, name in pending}
+        futures = {client.submit(run_point, base, p, path, perfetto, pure=False,
+                                 key=f"aimcsim-{item[2]}-{time.time_ns()}", retries=2): item
+                   for item, base, p, path in tasks}
         remaining = len(futures)
         for fut in as_completed(futures):
             remaining -= 1

@@ -10,10 +10,12 @@ import time
 
 import pandas as pd
 import pytest
+import yaml
 
 import aimcsim
 from aimcsim.cli import main
-from aimcsim.sweep import parse_grid, point_name, points
+from aimcsim.errors import ConfigError
+from aimcsim.sweep import first_difference, parse_grid, point_name, points
 
 BASE = {
     "data": {"name": "synthetic", "n_samples": 150, "n_features": 6, "n_classes": 3},
@@ -74,6 +76,47 @@ def test_interrupted_sweep_reruns_only_missing_points(tmp_path):
     table = aimcsim.sweep(BASE, GRID, out=tmp_path, workers=1, on_point=lambda n, s: second.append(n))
     assert len(second) == 2 and not set(second) & set(done)
     assert len(table) == 4 and set(table["status"]) == {"ok"}
+
+
+def test_a_batch_of_sweeps_on_one_pool_equals_the_sweeps_one_by_one(tmp_path):
+    other = {**BASE, "train": {**BASE["train"], "lr": 0.1}}
+    alone = [aimcsim.sweep(BASE, GRID, out=tmp_path / "a1", workers=1),
+             aimcsim.sweep(other, {"seed": [0, 1, 2]}, out=tmp_path / "b1", workers=1)]
+    seen = []
+    batch = aimcsim.sweeps([(BASE, GRID, tmp_path / "a2"), (other, {"seed": [0, 1, 2]}, tmp_path / "b2")],
+                           workers=2, on_point=lambda n, s: seen.append(n))
+    assert len(seen) == 7
+    for one, both, name in zip(alone, batch, ("a", "b")):
+        assert comparable(one).equals(comparable(both))
+        on_disk = [comparable(pd.read_csv(tmp_path / f"{name}{i}" / "results.csv")) for i in (1, 2)]
+        assert on_disk[0].equals(on_disk[1])
+    again = aimcsim.sweeps([(BASE, GRID, tmp_path / "a2"), (other, {"seed": [0, 1, 2]}, tmp_path / "b2")],
+                           workers=2, on_point=lambda n, s: pytest.fail(n))  # resumed: nothing reruns
+    assert [len(t) for t in again] == [4, 3]
+    with pytest.raises(ConfigError, match="same directory"):
+        aimcsim.sweeps([(BASE, GRID, tmp_path / "c"), (other, GRID, tmp_path / "c")], workers=1)
+
+
+def test_a_finished_point_run_with_another_config_is_refused_not_reused(tmp_path, capsys):
+    grid = {"seed": [0, 1]}
+    aimcsim.sweep(BASE, grid, out=tmp_path, workers=1)
+    assert aimcsim.sweep(BASE, grid, out=tmp_path, workers=1, on_point=lambda n, s: pytest.fail(n)) is not None
+    edited = {**BASE, "train": {**BASE["train"], "lr": 0.1}}
+    with pytest.raises(ConfigError, match=r"seed=0 was run with a different config \(train\.lr: 0\.05 there, 0\.1 now\)"):
+        aimcsim.sweep(edited, grid, out=tmp_path, workers=1)
+    (tmp_path / "edited.yaml").write_text(yaml.safe_dump(edited))
+    assert main(["sweep", str(tmp_path / "edited.yaml"), "--grid", "seed=0,1", "--out", str(tmp_path),
+                 "--workers", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "train.lr" in err[0] and "new --out" in err[0]
+
+
+def test_first_difference_names_the_key_and_skips_fields_one_version_lacks():
+    stored = {"train": {"lr": 0.05, "epochs": 1}, "device": {"type": "ideal", "old_field": 1}, "l": [1, {"a": 2}]}
+    assert first_difference(stored, {"train": {"lr": 0.05, "epochs": 1}, "device": {"type": "ideal"},
+                                     "l": [1, {"a": 2}], "new": 3}) is None
+    assert first_difference(stored, {**stored, "l": [1, {"a": 3}]}) == "l[1].a: 2 there, 3 now"
+    assert first_difference(stored, {**stored, "l": [1]}) == "l: [1, {'a': 2}] there, [1] now"
 
 
 def test_a_failing_point_is_recorded_and_the_sweep_goes_on(tmp_path):
