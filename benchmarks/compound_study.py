@@ -1,4 +1,4 @@
-"""Two-array training under pipelining: analog SGD against Tiki-Taka and c-TTv2, written into docs/results.md.
+"""Two-array training under pipelining: analog SGD against Tiki-Taka and c-TTv2, written into docs/earlier_results.md.
 
     python benchmarks/compound_study.py [--seeds 3] [--epochs 3] [--out runs/compounds] [--workers 2]
 
@@ -10,7 +10,7 @@ buffer_granularity 10; aihwkit's defaults train poorly here). Each algorithm use
 learning rate it did best with on a small scan at K = 1 (stated in the table). Schedules
 ``sequential``, ``gpipe`` (M = 4, ``minibatch_reduction: sum``: every sample gets the same
 step) and ``async``, K = 1, 2, 4, every seed, under the ``ideal`` and the ``rf25`` timing.
-The table goes between the COMPOUND TABLES markers of docs/results.md; the sweep directories
+The table goes between the COMPOUND TABLES markers of docs/earlier_results.md; the sweep directories
 are resumable (a finished point is not rerun).
 """
 
@@ -110,7 +110,7 @@ def main() -> None:
     out = Path(args.out)
     results = run_all(args.seeds, args.epochs, out, args.workers)
     results.to_csv(out / "all_results.csv", index=False)
-    doc = write_between(ROOT / "docs" / "results.md", BEGIN, END, table(results), add_markers=False)
+    doc = write_between(ROOT / "docs" / "earlier_results.md", BEGIN, END, table(results), add_markers=False)
     print(f"wrote the table into {doc}")
 
 

@@ -1,7 +1,7 @@
 """Tables written into a document between two markers, leaving the rest of it as it is.
 
-The study scripts (paper_claims.py, compound_study.py, study.py) own a region each of
-docs/results.md; the prose around it is written by hand.
+The study scripts own a region each: study.py of docs/results.md, paper_claims.py and
+compound_study.py of docs/earlier_results.md; the prose around them is written by hand.
 """
 
 from __future__ import annotations

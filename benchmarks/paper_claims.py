@@ -1,11 +1,11 @@
-"""Measure the paper's claims and write the tables of docs/results.md.
+"""Measure the paper's claims and write the tables of docs/earlier_results.md.
 
     python benchmarks/paper_claims.py [--seeds 3] [--epochs 2] [--out runs/claims] [--workers 2]
 
 The network is configs/depth_sweep.yaml's (an 8-layer tanh MLP on digits, soft-bounds
 device, stochastic pulse trains, noisy reads). For K in {1, 2, 4, 8} and each schedule it
 runs every seed under the `ideal` and the `rf25` timing, then writes, between the TABLES
-markers of docs/results.md, per timing: samples to target, cycles to target, utilization,
+markers of docs/earlier_results.md, per timing: samples to target, cycles to target, utilization,
 maximum staleness and final test accuracy (mean +- std over seeds), and the measured cycle
 ratios next to the formulas of claim (b); the rf25 runs also account energy (isaac32), and
 a table gives energy per sample, energy to target and the share of each part. Text outside
@@ -128,7 +128,7 @@ def main() -> None:
     tgt = cfg["train"]["target"]
     target = f"{tgt['metric']} {'>=' if tgt['metric'] == 'test_accuracy' else '<='} {tgt['value']}"
     text = tables(results, target, cfg["pipeline"]["microbatches"])
-    doc = write_between(ROOT / "docs" / "results.md", BEGIN, END, text)
+    doc = write_between(ROOT / "docs" / "earlier_results.md", BEGIN, END, text)
     print(f"wrote the tables of {doc}")
 
 
