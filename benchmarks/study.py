@@ -68,6 +68,7 @@ DEVICES = {  # name -> (device section, io section)
     "digital": ({"type": "ideal"}, PERFECT_IO),
     "constant_step": ({"type": "constant_step"}, {}),
     "EcRamPresetDevice": ({"preset": "EcRamPresetDevice"}, {}),
+    "soft_bounds": ({"type": "soft_bounds"}, {}),
     "tiki_taka": (TIKI_TAKA, {}),
 }
 MICROBATCHES = 8
@@ -131,9 +132,11 @@ QUICK = Scale(seeds=2, epochs=0.4, depth_stages=(1, 4), pulse_slots=(1, 10), len
               epsilons=(0.5, 0.35), eps_epochs=2)
 
 # claim (a): digital SGD, synchronous analog SGD (sequential: per-sample steps, as GPipe with M = 1),
-# asynchronous analog SGD at K = 2, 4, 8 on ConstantStepDevice, and Tiki-Taka on soft bounds
+# asynchronous analog SGD at K = 2, 4, 8 on ConstantStepDevice, Tiki-Taka on aihwkit's default soft
+# bounds, and analog SGD on those soft bounds (where the asymmetry floor stops it)
 EPS_VARIANTS = [("digital", "sequential", 1), ("constant_step", "sequential", 1), ("constant_step", "async", 2),
-                ("constant_step", "async", 4), ("constant_step", "async", 8), ("tiki_taka", "sequential", 1)]
+                ("constant_step", "async", 4), ("constant_step", "async", 8), ("tiki_taka", "sequential", 1),
+                ("soft_bounds", "sequential", 1)]
 EPS_LR = 0.04  # lr = EPS_LR x epsilon (0.02 at epsilon 0.5, the depth experiment's rate)
 
 
@@ -267,47 +270,81 @@ def epsilon_report(r: pd.DataFrame, figures: Path) -> list[str]:
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
     r = r.assign(variant=[variant_name(d, s, int(k)) for d, s, k in zip(r["device"], r["schedule"], r["K"])])
+    order = [variant_name(*v) for v in EPS_VARIANTS]
+    variants = sorted(r["variant"].unique(), key=lambda v: order.index(v) if v in order else len(order))
     eps = sorted(r["eps"].unique(), reverse=True)
-    budget = int(r["samples"].max())
-    lines = ["### Claim (a): samples until min ‖∇f‖² ≤ ε", "",
+    budget = yaml.safe_load((Path(r["point"].iloc[0]) / "config.yaml").read_text())["train"]["epochs"]
+    lines = ["### Claim (a): samples until ‖∇f‖² ≤ ε", "",
              f"lr = {EPS_LR:g} · ε, each run stopped at the first evaluation where the full-batch squared gradient "
-             f"norm is ≤ ε (budget {budget:,} samples). Samples: mean ± 95 % interval over the seeds that reach ε "
+             f"norm is ≤ ε (budget {budget:g} epochs). Samples: mean ± 95 % interval over the seeds that reach ε "
              "(a count when not all do). Slope: least-squares fit of log(samples) on log(1/ε) over every "
-             "reaching seed, ± its 95 % interval (the worst-case bound O(ε⁻²) has slope 2).", "",
-             "| variant | " + " | ".join(f"ε = {e:.3g}" for e in eps) + " | slope |",
-             "|---|" + "---|" * (len(eps) + 1)]
-    fig, ax = plt.subplots(figsize=(7, 5))
-    slopes = {}
-    for variant, g in r.groupby("variant", sort=False):
+             "reaching seed, ± its 95 % interval (the worst-case bound O(ε⁻²) has slope 2). Lowest ‖∇f‖²: "
+             "the smallest value the runs for the smallest ε saw (where they stop short of ε, the floor).", "",
+             "| variant | " + " | ".join(f"ε = {e:.3g}" for e in eps) + " | slope | lowest ‖∇f‖² |",
+             "|---|" + "---|" * (len(eps) + 2)]
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    for variant in variants:
+        g = r[r["variant"] == variant]
         cells, means, halves = [], [], []
         for e in eps:
             p = g[g["eps"] == e]
-            cells.append(fmt(list(p["sample_complexity"]), ",.0f"))
+            cells.append(fmt(list(p["sample_complexity"]), ",.0f", total=len(p)))
             mean, half, _ = mean_ci(list(p["sample_complexity"]))
             means.append(mean)
             halves.append(0.0 if math.isnan(half) else half)
         ok = g["sample_complexity"].notna()
         x, y = np.log(1 / g["eps"][ok].to_numpy(float)), np.log(g["sample_complexity"][ok].to_numpy(float))
         slope = "n/a"
-        if len(y) >= 3 and len(set(x)) >= 2:
+        if len(set(x)) >= 3:  # a slope needs at least three epsilons reached
             fit = stats.linregress(x, y)
-            slopes[variant] = (fit.slope, stats.t.ppf(0.975, len(y) - 2) * fit.stderr)
-            slope = f"{slopes[variant][0]:.2f} ± {slopes[variant][1]:.2f}"
-        lines.append(f"| {variant} | " + " | ".join(cells) + f" | {slope} |")
-        label = variant + (f" (slope {slope})" if variant in slopes else "")
-        line = ax.errorbar(1 / np.array(eps), means, yerr=halves, marker="o", capsize=3, label=label)
-        stopped = [1 / e for e, p in ((e, g[g["eps"] == e]) for e in eps) if p["sample_complexity"].isna().any()]
+            slope = f"{fit.slope:.2f} ± {stats.t.ppf(0.975, len(y) - 2) * fit.stderr:.2f}"
+        smallest = g[g["eps"] == eps[-1]]["point"]
+        lowest = [pd.read_csv(Path(p) / "metrics.csv")["grad_norm_sq"].min() for p in smallest]
+        lines.append(f"| {variant} | " + " | ".join(cells) + f" | {slope} | {fmt(lowest, '.3f')} |")
+        means, halves = np.array(means), np.array(halves)
+        lower = np.minimum(halves, 0.5 * means)  # a log axis cannot show an interval reaching zero
+        line = ax.errorbar(1 / np.array(eps), means, yerr=[lower, halves], marker="o", capsize=3,
+                           label=variant + ("" if slope == "n/a" else f" (slope {slope})"))
+        stopped = [1 / e for e in eps if g[g["eps"] == e]["sample_complexity"].isna().any()]
         if stopped:  # a floor (or the budget) stops some seeds: mark where
-            ax.plot(stopped, [budget] * len(stopped), "x", color=line[0].get_color(), ms=9)
-    ax.set(xscale="log", xlabel="1 / ε", ylabel="samples until min ‖∇f‖² ≤ ε",
-           title="claim (a): samples to an ε-stationary point (× : some seeds never reach ε)")
+            top = float(g["samples"].max())
+            ax.plot(stopped, [top] * len(stopped), "x", color=line[0].get_color(), ms=10, mew=2)
     if r["sample_complexity"].notna().any():
         ax.set_yscale("log")  # (a smoke run may reach no epsilon)
+        first = r[(r["variant"] == variants[0]) & (r["eps"] == eps[0])]["sample_complexity"]
+        x0, y0 = 1 / eps[0], float(np.nanmean(first)) if first.notna().any() else 1.0
+        xs = np.array([1 / eps[0], 1 / eps[-1]])
+        ax.plot(xs, y0 * (xs / x0) ** 2, ls="--", color="grey", label="slope 2 (the bound's ε⁻²)")
+    ax.set(xscale="log", xlabel="1 / ε", ylabel="samples until ‖∇f‖² ≤ ε",
+           title="claim (a): samples to an ε-stationary point (× at the budget: some seeds never reach ε)")
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(figures / "epsilon.png", dpi=120)
     plt.close(fig)
     return [*lines, "", "![epsilon](figures/epsilon.png)", ""]
+
+
+def throughput_table(r: pd.DataFrame) -> list[str]:
+    """Cycles and energy per trained sample over whole runs under rf25, and the speed-ups of async."""
+    rf = r[(r["timing"] == "rf25") & (r["variant"] == "")]
+    rf = rf.assign(per_sample=rf["cycles"] / rf["samples"], nj=rf["energy_per_sample_pj"] / 1e3)
+    mean = rf.groupby(["device", "schedule", "pipeline.stages"])[["per_sample", "nj"]].mean()
+    lines = ["#### Throughput under rf25", "",
+             "Cycles per trained sample over the whole run (mean over seeds), the speed-up of async over GPipe "
+             "next to the ideal clock's (M + K − 1)/M, over the K = 1 run next to K, and the energy per sample.", "",
+             "| device | K | sequential | gpipe | async | gpipe / async | (M+K−1)/M | K = 1 / async | "
+             "energy per sample, gpipe / async (nJ) |", "|---|---|---|---|---|---|---|---|---|"]
+    for device in rf["device"].unique():
+        single = mean.loc[(device, "async", 1), "per_sample"]
+        for k in sorted(rf[rf["device"] == device]["pipeline.stages"].unique()):
+            row = {s: mean.loc[(device, s, k)] if (device, s, k) in mean.index else None
+                   for s in ("sequential", "gpipe", "async")}
+            seq = "—" if row["sequential"] is None else f"{row['sequential']['per_sample']:,.0f}"
+            g, a = row["gpipe"], row["async"]
+            lines.append(f"| {device} | {int(k)} | {seq} | {g['per_sample']:,.0f} | {a['per_sample']:,.0f} | "
+                         f"{g['per_sample'] / a['per_sample']:.2f} | {(MICROBATCHES + k - 1) / MICROBATCHES:.2f} | "
+                         f"{single / a['per_sample']:.2f} | {g['nj']:.1f} / {a['nj']:.1f} |")
+    return [*lines, ""]
 
 
 VARIANT_LABELS = {"mean": "mean: lr/M per sample", "per call": "transfer once per update call"}
@@ -327,10 +364,11 @@ def depth_report(r: pd.DataFrame, figures: Path) -> list[str]:
             for k, p in g.groupby("pipeline.stages"):
                 energy = p["energy_complexity_pj"] / 1e6 if timing == "rf25" else None
                 label = schedule + (f" ({VARIANT_LABELS[variant]})" if variant else "")
-                lines.append(f"| {timing} | {label} | {k} | {fmt(list(p['final_test_accuracy']), '.3f')} | "
+                lines.append(f"| {timing} | {label} | {int(k)} | {fmt(list(p['final_test_accuracy']), '.3f')} | "
                              f"{fmt(list(p['sample_complexity']), ',.0f')} | {fmt(list(p['cycle_complexity']), ',.0f')} | "
                              f"{'—' if energy is None else fmt(list(energy), ',.2f')} |")
         lines.append("")
+    lines += throughput_table(r)
     rf = r[(r["timing"] == "rf25") & (r["variant"] == "")]
     for ax, (device, d) in zip(axes, rf.groupby("device", sort=False)):
         for schedule, g in d.groupby("schedule", sort=False):
@@ -338,6 +376,9 @@ def depth_report(r: pd.DataFrame, figures: Path) -> list[str]:
             means = [mean_ci(list(g[g["pipeline.stages"] == k]["cycle_complexity"]))[0] for k in ks]
             ax.plot(ks, means, marker="o", label=schedule)
         ax.set(xscale="log", xlabel="K (accelerators)", ylabel="cycles to test accuracy 0.8", title=f"{device}, rf25")
+        ks = sorted(d["pipeline.stages"].unique())
+        ax.set_xticks(ks, [str(int(k)) for k in ks])
+        ax.minorticks_off()
         if any(np.isfinite(line.get_ydata()).any() for line in ax.get_lines()):
             ax.set_yscale("log")  # (a smoke run may reach no target)
         ax.legend(fontsize=8)
@@ -375,9 +416,11 @@ def update_time_report(r: pd.DataFrame, figures: Path) -> list[str]:
                "not within the swept range: async stays faster."), ""]
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(update_over_read, ratio.to_numpy(), marker="o")
-    ax.axhline(1, color="grey", ls="--")
-    ax.set(xscale="log", xlabel="update time / read time (one vector)", ylabel="async / gpipe cycles per sample",
-           title="K = 4, rf25")
+    ax.axhline(1, color="grey", ls="--", label="no gain")
+    ax.axhline(MICROBATCHES / (MICROBATCHES + 3), color="grey", ls=":", label="ideal clock, M / (M + K − 1)")
+    ax.set(xscale="log", xlabel="update time / read time (mean U / mean F in the trace)",
+           ylabel="async / gpipe cycles per sample", title="K = 4, rf25")
+    ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(figures / "update_time.png", dpi=120)
     plt.close(fig)
@@ -399,9 +442,10 @@ def staleness_report(r: pd.DataFrame, figures: Path) -> list[str]:
 
 def lenet_report(r: pd.DataFrame, figures: Path) -> list[str]:
     lines = ["### A convolutional network (LeNet-style digits, Tiki-Taka, rf25)", "",
+             f"Target: {r['target_metric'].iloc[0].replace('_', ' ')} ≥ {r['target_value'].iloc[0]:g}.", "",
              "| schedule | K | final test accuracy | samples to target | cycles to target |", "|---|---|---|---|---|"]
     for (schedule, k), p in r.groupby(["schedule", "pipeline.stages"], sort=False):
-        lines.append(f"| {schedule} | {k} | {fmt(list(p['final_test_accuracy']), '.3f')} | "
+        lines.append(f"| {schedule} | {int(k)} | {fmt(list(p['final_test_accuracy']), '.3f')} | "
                      f"{fmt(list(p['sample_complexity']), ',.0f')} | {fmt(list(p['cycle_complexity']), ',.0f')} |")
     return [*lines, ""]
 
@@ -434,9 +478,9 @@ def main() -> None:
     wall = time.perf_counter() - t0
     compute = results["wall_seconds"].sum() / 60
     header = (f"{len(results)} runs, {scale.seeds} seeds each; their own run times sum to {compute:.0f} "
-              f"worker-minutes. This invocation took {wall / 60:.1f} min on {args.workers} workers "
-              f"({len(results) / (wall / 60):.1f} points per minute; a rerun of finished points costs nothing).")
-    print(header)
+              f"worker-minutes.")
+    print(f"{header} This invocation took {wall / 60:.1f} min on {args.workers} workers "
+          f"({len(results) / (wall / 60):.1f} points per minute; finished points were not run again).")
     doc = out / "results.md" if args.quick else ROOT / "docs" / "results.md"
     print(f"wrote {write_between(doc, BEGIN, END, chr(10).join([header, '', *sections]))}")
 
