@@ -54,7 +54,6 @@ import yaml
 from scipy import stats
 
 import aimcsim
-from aimcsim.sweep import point_name
 from doc_tables import write_between
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -224,20 +223,13 @@ def run(sweeps: list[Sweep], seeds: int, out: Path, workers: int, scheduler: str
     tables = aimcsim.sweeps([(sw.base, grid, out / sw.name) for sw, grid in zip(sweeps, grids)],
                             workers=workers, scheduler=scheduler, quiet=False)
     frames = []
-    for sw, grid, table in zip(sweeps, grids, tables):
-        table["point"] = [str(out / sw.name / point_name({k: _plain(row[k]) for k in grid}))
-                          for _, row in table.iterrows()]
+    for sw, table in zip(sweeps, tables):
+        table["point"] = [str(out / sw.name / name) for name in table["point"]]  # the run directory
         for key, value in sw.labels.items():
             table[key] = value
         table["sweep"] = sw.name
         frames.append(table)
     return pd.concat(frames, ignore_index=True)
-
-
-def _plain(value):
-    """A results-table value as the sweep's grid spelled it (numpy scalars to Python, 4.0 to 4)."""
-    value = value.item() if hasattr(value, "item") else value
-    return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 # --------------------------------------------------------------------------------- statistics
