@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
 
 from .errors import ConfigError
 from .ops import busy_ops
+from .run import check_out_dir
 from .trace import PERFETTO_FORMATS
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -71,11 +73,11 @@ def _default_out(config_path: str) -> Path:
 def cmd_run(args: argparse.Namespace) -> int:
     from . import load_config, simulate  # noqa: PLC0415
     from .data import load_dataset  # noqa: PLC0415
-    from .sim.engine import planned_items  # noqa: PLC0415
+    from .sim.feed import planned_items  # noqa: PLC0415
 
     config = load_config(args.config, args.set)
     n_train = len(load_dataset(config.data, config.seed).x_train)  # check the data before creating anything
-    out = Path(args.out) if args.out else _default_out(args.config)
+    out = check_out_dir(Path(args.out) if args.out else _default_out(args.config))
     if out.exists() and (out / "summary.json").exists():
         raise ConfigError(f"--out: '{out}' already holds a run (summary.json); choose another directory")
     total = None if config.train.stop_at_target else planned_items(config, n_train) * config.pipeline.microbatch_size
@@ -105,8 +107,8 @@ def _print_summary(s: dict, out: Path) -> None:
     lines = [
         f"status            {s['status']}" + (f" ({s['message']})" if s["message"] else ""),
         f"schedule          {s['schedule']}, K={s['stages']} stages {s['partition']}{placed}, "
-        f"M={s['microbatches']}, micro-batch size {s['microbatch_size']}, "
-        f"update {s['update']}",
+        + (f"M={s['microbatches']}, " if s["microbatches"] is not None else "no mini-batches, ")
+        + f"micro-batch size {s['microbatch_size']}, update {s['update']}",
         f"trained           {s['samples']:,} samples in {s['cycles']:,} cycles ({s['time_ns'] / 1e3:,.1f} us)",
         f"final             train loss {_fmt(s['final_train_loss'])}, test loss {_fmt(s['final_test_loss'])}, "
         f"test accuracy {_fmt(s['final_test_accuracy'], '.3f')}",
@@ -116,9 +118,9 @@ def _print_summary(s: dict, out: Path) -> None:
                      f"cycle complexity {_fmt(s['cycle_complexity'], ',')}")
     if "energy_pj" in s:
         parts = ", ".join(f"{part} {value / s['energy_pj']:.0%}" for part, value in s["energy_by_op"].items() if value)
-        to_target = "n/a" if s["energy_complexity_pj"] is None else f"{s['energy_complexity_pj'] / 1e6:,.3f} uJ"
+        to_target = "n/a" if s["energy_complexity_pj"] is None else f"{s['energy_complexity_pj'] / 1e6:,.3f} µJ"
         per_sample = "n/a" if s["energy_per_sample_pj"] is None else f"{s['energy_per_sample_pj'] / 1e3:,.2f} nJ"
-        lines += [f"energy            {s['energy_pj'] / 1e6:,.3f} uJ ({s['energy_preset']}), {per_sample} per sample, "
+        lines += [f"energy            {s['energy_pj'] / 1e6:,.3f} µJ ({s['energy_preset']}), {per_sample} per sample, "
                   f"to target {to_target}",
                   f"energy by op      {parts}"]
     lines += [
@@ -141,6 +143,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from . import load_config  # noqa: PLC0415
 
     config = load_config(args.config, args.set)
+    if config.sweep is not None:  # a sweep's keys are checked per sweep: each must apply at some point
+        from .sweep import Grid  # noqa: PLC0415
+
+        grid = Grid(load_config(args.config, args.set, unused="keep"))
+        print(f"# sweep of {len(grid.todo)} points; its base point resolved:")
+        for line in grid.notes():
+            print(line, file=sys.stderr)
     print(yaml.safe_dump(config.resolved(), sort_keys=False), end="")
     return EXIT_OK
 
@@ -156,7 +165,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from .sweep import parse_grid, sweep  # noqa: PLC0415
 
     grid = parse_grid(args.grid) if args.grid else None
-    out = Path(args.out) if args.out else Path("runs") / f"{Path(args.config).stem}-sweep"
+    out = check_out_dir(Path(args.out) if args.out else Path("runs") / f"{Path(args.config).stem}-sweep")
     table = sweep(args.config, grid, out=out, workers=args.workers, scheduler=args.scheduler,
                   overrides=args.set, quiet=args.quiet, perfetto=args.perfetto)
     failed = int((table["status"] != "ok").sum())
@@ -177,6 +186,8 @@ def cmd_plot(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir)
     if args.cycles is not None and args.cycles < 1:
         raise ConfigError(f"--cycles: the timeline window must be at least 1 cycle, got {args.cycles}")
+    if args.out:
+        check_out_dir(Path(args.out))
     if (run_dir / "results.csv").is_file():
         return _plot_sweep(run_dir, Path(args.out) if args.out else run_dir)
     needed = ["summary.json", "metrics.csv", "trace.csv"]
@@ -213,13 +224,15 @@ def cmd_plot(args: argparse.Namespace) -> int:
 def _plot_sweep(sweep_dir: Path, out: Path) -> int:
     import pandas as pd  # noqa: PLC0415
 
-    from .plots import sweep_plot  # noqa: PLC0415
+    from .plots import sweep_axes, sweep_plot  # noqa: PLC0415
 
     results = pd.read_csv(sweep_dir / "results.csv")
-    if "pipeline.stages" not in results.columns:
-        raise ConfigError(f"SWEEP_DIR: '{sweep_dir}' did not sweep pipeline.stages; nothing to plot against depth")
+    x, by = sweep_axes(results)
+    if x is None:
+        raise ConfigError(f"SWEEP_DIR: '{sweep_dir}' varies no key but the seed; there is nothing to plot against "
+                          f"(its results.csv has one row per seed)")
     out.mkdir(parents=True, exist_ok=True)
-    fig = sweep_plot(results)
+    fig = sweep_plot(results, x=x, by=by)
     fig.savefig(out / "sweep.png", dpi=120, bbox_inches="tight")
     print(out / "sweep.png")
     return EXIT_OK
@@ -306,6 +319,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: no partial file was left behind", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # e.g. piped into head: the reader left, nothing more to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -42,7 +42,7 @@ TRANSFER_IO = {"noise_management": "none", "bound_management": "none"}
 
 
 class _Compound(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class TransferCompound(_Compound):
@@ -283,6 +283,48 @@ def parse_compound(value: dict, prefix: str = "device") -> BaseModel:
     if head == prefix and sep and re.fullmatch(r"[a-z_]+(\.[a-z_]+)?", key):
         error = f"{prefix}.{key}: {message}"
     raise ConfigError(error)
+
+
+def has_transfers(device: BaseModel) -> bool:
+    """Whether the device runs transfers (op T): every compound does."""
+    return isinstance(device, tuple(COMPOUND_TYPES.values()))
+
+
+def _units(device: BaseModel) -> list[BaseModel]:
+    if isinstance(device, MixedPrecisionCompound):
+        return [device.device]
+    return list(getattr(device, "unit_cell_devices", [device]))
+
+
+def floating_updates(device: BaseModel) -> bool:
+    """Whether every array of the device updates in floating point (ideal devices): no pulses."""
+    return all(isinstance(u, IdealDevice) for u in _units(device))
+
+
+def fires_pulses(device: BaseModel, update: UpdateParameters) -> bool:
+    """Whether the run's updates (or a compound's transfers) fire pulses on some array."""
+    if floating_updates(device):
+        return False
+    return has_transfers(device) or update.pulse_type not in ("expected", "none")
+
+
+def device_unused_keys(device: BaseModel, update: UpdateParameters) -> dict[str, str]:
+    """The device settings nothing reads under these update settings -> why (a compound's with
+    their path inside it)."""
+    if isinstance(device, MixedPrecisionCompound):
+        return {f"device.{k}": why for k, why in device.device.unused_keys(update.pulse_type).items()}
+    if has_transfers(device):
+        resets = device.with_reset_prob > 0  # a transfer resets the columns of A it read
+        unused = {f"unit_cell_devices.{i}.{k}": why for i, unit in enumerate(device.unit_cell_devices)
+                  for k, why in unit.unused_keys(update.pulse_type, resets and i == 0).items()}
+        unused |= {f"transfer_forward.{k}": why for k, why in device.transfer_forward.unused_keys().items()}
+        unused["transfer_forward.inp_res"] = ("has no effect: a transfer reads one-hot vectors, and every DAC "
+                                              "resolution represents 1 (the input bound) exactly")
+        slow_floating = isinstance(device.unit_cell_devices[1], IdealDevice)
+        unused |= {f"transfer_update.{k}": why
+                   for k, why in device.transfer_update.unused_keys(floating=slow_floating).items()}
+        return unused
+    return device.unused_keys(update.pulse_type)
 
 
 def parse_device(value: object, prefix: str = "device") -> BaseModel:

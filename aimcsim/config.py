@@ -16,21 +16,24 @@ import yaml
 from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo,
                       field_validator, model_validator)
 
+from .applicability import ALIASES, Unused, check_given, drop_unused, given_keys, prefixed, reason
 from .cost import EnergyModel, TimingModel, parse_energy, parse_timing
-from .data import check_data_files
-from .compounds import parse_device
+from .data import check_data_files, data_shape, train_size
+from .compounds import device_unused_keys, fires_pulses, floating_updates, has_transfers, parse_device
 from .errors import ConfigError, did_you_mean, from_validation_error, parse_model
+from .network import specs_from_layers
 from .params import IOParameters, UpdateParameters, parse_backward_io
 from .presets import apply_rpu_preset
 from .sim.actions import ActionList, read_action_list
+from .sim.feed import planned_items
 from .sim.orders import check_microbatches
-from .sim.schedules import SCHEDULES, UPDATE_MODES
+from .sim.schedules import SCHEDULES, UPDATE_MODES, effective_update, is_synchronous
 
 TARGET_METRICS = ("train_loss", "test_loss", "test_accuracy", "grad_norm_sq")
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class DataConfig(_Section):
@@ -44,6 +47,23 @@ class DataConfig(_Section):
     task: Literal["classification", "regression"] = Field("classification", description="synthetic task")
     noise: float = Field(0.0, ge=0, description="synthetic: label noise (regression: output noise std)")
 
+    def unused_keys(self) -> Unused:
+        """The keys this data set does not read."""
+        unused = {}
+        if self.name != "synthetic":
+            for key in SYNTHETIC_KEYS:
+                unused[key] = f"only data set synthetic reads it (data.name is {self.name})"
+        elif self.task == "regression":
+            unused["n_classes"] = "a regression task has one output (data.task is regression)"
+        if self.name in ("digits", "synthetic"):
+            unused["path"] = f"data set {self.name} is generated or bundled, not read from files"
+        else:
+            unused["test_fraction"] = f"data set {self.name} comes with its own test set"
+        return unused
+
+
+SYNTHETIC_KEYS = ("n_samples", "n_features", "n_classes", "task", "noise")
+
 
 class ModelConfig(_Section):
     hidden: list[int] = Field(default_factory=lambda: [32, 32], description="widths of the hidden layers")
@@ -54,12 +74,28 @@ class ModelConfig(_Section):
     loss: Literal["cross_entropy", "mse"] = "cross_entropy"
     init_scale: float = Field(1.0, gt=0, description="initial weights ~ U(+-init_scale / sqrt(fan_in))")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _null_is_default(cls, values: object) -> object:
+        """``hidden: null`` or ``activation: null`` (e.g. ``--set model.hidden=null`` beside a layer
+        list) takes the default."""
+        if isinstance(values, dict):
+            values = {k: v for k, v in values.items() if not (k in ("hidden", "activation") and v is None)}
+        return values
+
     @field_validator("hidden")
     @classmethod
     def _positive(cls, v: list[int]) -> list[int]:
         if any(h < 1 for h in v):
             raise ValueError("hidden layer widths must be positive integers")
         return v
+
+    def unused_keys(self) -> Unused:
+        """With a layer list, the layers say it all: hidden and activation are not read."""
+        if self.layers is None:
+            return {}
+        why = "model.layers describes the network (its activation layers included); drop it or the layer list"
+        return {"hidden": why, "activation": why}
 
 
 class IOConfig(_Section):
@@ -82,6 +118,38 @@ class PipelineConfig(_Section):
                           "mini-batch, the default) or immediate (pulses at once)")
     actions: str | None = Field(None, description="schedule actions: a PyTorch _dump_csv action list (CSV)")
     _action_list: ActionList | None = PrivateAttr(None)  # the list as validated, read once
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_is_derived(cls, values: object) -> object:
+        """``stages: null`` or ``microbatches: null`` (e.g. ``--set pipeline.stages=null``) leaves
+        the value to the schedule: an action list's, or the default."""
+        if isinstance(values, dict):
+            values = {k: v for k, v in values.items() if not (k in ("stages", "microbatches") and v is None)}
+        return values
+
+    def unused_keys(self) -> Unused:
+        """The pipeline keys the schedule does not read."""
+        kind = SCHEDULES[self.schedule]
+        unused = {}
+        if not kind.minibatches:
+            unused["microbatches"] = (f"schedule {self.schedule} has no mini-batches; micro-batches follow each "
+                                      f"other without a flush")
+        if kind.update is not None:
+            lists = ", ".join(name for name, k in SCHEDULES.items() if k.update is None)
+            unused["update"] = (f"schedule {self.schedule} updates after every backward by definition; update "
+                                f"({' | '.join(UPDATE_MODES)}) applies to {lists}")
+        if kind.from_file:
+            unused["virtual_stages"] = "with schedule actions the rows of the list place the stages; leave it out"
+        elif kind.virtual_stages is None:
+            several = ", ".join(name for name, k in SCHEDULES.items() if k.virtual_stages)
+            unused["virtual_stages"] = (f"schedule {self.schedule} holds one stage per accelerator; {several} "
+                                        f"place several")
+        if not kind.from_file:
+            unused["actions"] = f"only schedule actions reads an action list (schedule is {self.schedule})"
+        if self.stages == 1:
+            unused["partition"] = "one stage holds every layer; there is nothing to partition"
+        return unused
 
     @field_validator("schedule")
     @classmethod
@@ -127,6 +195,19 @@ class TrainConfig(_Section):
                             "lr / M per micro-batch, as aihwkit) or sum (lr per micro-batch: every sample "
                             "gets the step it gets under sequential and async)")
 
+    def unused_keys(self, pipeline: PipelineConfig) -> Unused:
+        """The training keys the pipeline and target leave unread."""
+        unused = {}
+        if not is_synchronous(pipeline.schedule, pipeline.update):
+            unused["minibatch_reduction"] = (
+                f"schedule {pipeline.schedule} (update {effective_update(pipeline.schedule, pipeline.update)}) "
+                f"updates after every micro-batch; only a synchronous flush (update: flush) combines micro-batches")
+        elif pipeline.microbatches == 1:
+            unused["minibatch_reduction"] = "one micro-batch per mini-batch: mean and sum are the same step"
+        if self.target is None:
+            unused["stop_at_target"] = "train.target is null: there is no target to stop at"
+        return unused
+
 
 class Config(_Section):
     seed: int = Field(0, ge=0)
@@ -143,18 +224,24 @@ class Config(_Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     sweep: dict | None = Field(None, description="optional sweep grid (see aimcsim sweep)")
 
+    _given: list[str] = PrivateAttr(default_factory=list)  # the keys the user wrote (dotted paths)
+
     @model_validator(mode="after")
     def _consistent(self) -> "Config":
         _resolve_pipeline(self.pipeline)
         layer_list = self.model.layers is not None  # a layer list is checked when it is built
-        layers = (sum(1 for e in self.model.layers if isinstance(e, dict) and set(e) & {"conv", "linear"})
-                  if layer_list else len(self.model.hidden) + 1)
+        layers = self.analog_layers()
         p = self.pipeline
         if p.stages > layers and not layer_list:
-            default = "" if "stages" in p.model_fields_set else " (the default; set pipeline.stages)"
-            raise ValueError(f"pipeline.stages: {p.stages} stages{default} need at least as many layers "
+            if SCHEDULES[p.schedule].from_file:
+                source = f" (from the action list {p.actions})"
+            elif "stages" in p.model_fields_set:
+                source = ""
+            else:
+                source = " (the default; set pipeline.stages)"
+            raise ValueError(f"pipeline.stages: {p.stages} stages{source} need at least as many layers "
                              f"(the model has {layers} analog layers)")
-        if isinstance(p.partition, list):
+        if isinstance(p.partition, list) and p.stages > 1:
             if len(p.partition) != p.stages:
                 raise ValueError(f"pipeline.partition: {len(p.partition)} entries for {p.stages} stages")
             if any(c < 1 for c in p.partition) or sum(p.partition) != layers:
@@ -166,6 +253,65 @@ class Config(_Section):
             if self.train.target.metric == "test_accuracy" and self.model.loss != "cross_entropy":
                 raise ValueError("train.target.metric: test_accuracy needs model.loss: cross_entropy")
         return self
+
+    def analog_layers(self) -> int:
+        """The network's analog layers (crossbars), what a partition counts."""
+        if self.model.layers is None:
+            return len(self.model.hidden) + 1
+        return sum(1 for e in self.model.layers if isinstance(e, dict) and set(e) & {"conv", "linear"})
+
+    def unused_keys(self) -> Unused:
+        """Every key (dotted path) that nothing reads under these settings -> why: what each
+        section says of its own keys, given the others (see :mod:`aimcsim.applicability`)."""
+        device = self.device_params()
+        update = self.update_params()
+        energy = self.energy_model()
+        unused: Unused = {}
+        unused |= prefixed("data", self.data.unused_keys())
+        unused |= prefixed("model", self.model.unused_keys())
+        unused |= prefixed("pipeline", self.pipeline.unused_keys())
+        if self.pipeline.stages == self.analog_layers() > 1:
+            unused["pipeline.partition"] = (f"each of the {self.pipeline.stages} stages holds one of the "
+                                            f"{self.analog_layers()} analog layers; there is one partition")
+        unused |= prefixed("train", self.train.unused_keys(self.pipeline))
+        unused |= prefixed("update", update.unused_keys(floating=floating_updates(device)))
+        unused |= prefixed("io.forward", self.forward_io().unused_keys())
+        unused |= prefixed("io.backward", self.backward_io().unused_keys())
+        unused |= prefixed("device", device_unused_keys(device, update))
+        unused |= prefixed("timing", self.timing_model().unused_keys(energy.enabled, transfers=has_transfers(device),
+                                                                     pulses=fires_pulses(device, update)))
+        unused |= prefixed("energy", energy.unused_keys(pulses=fires_pulses(device, update)))
+        if self.rows_per_update() == 1 and "units_in_mbatch" in type(device).model_fields:
+            unused["device.units_in_mbatch"] = ("has no effect: every update call holds one vector (micro-batch "
+                                                "size 1, no convolution, no flush of several micro-batches), so "
+                                                "counting calls or vectors is the same")
+        if self.accelerators() == 1:
+            why = "has no effect: every stage is on one accelerator, so nothing travels on a link"
+            for key in ("timing.link_latency_cycles", "timing.link_bits_per_cycle", "timing.bits_per_element",
+                        "energy.link_pj_per_bit"):
+                unused.setdefault(key, why)
+        return unused
+
+    def rows_per_update(self) -> int | None:
+        """Vectors in one update call when that is fixed by the settings: 1 for one-sample
+        micro-batches of a network without convolutions, updated per micro-batch (else None)."""
+        p = self.pipeline
+        convolutions = self.model.layers is not None and any(isinstance(e, dict) and "conv" in e
+                                                             for e in self.model.layers)
+        flushes = is_synchronous(p.schedule, p.update) and p.microbatches > 1
+        return 1 if p.microbatch_size == 1 and not convolutions and not flushes else None
+
+    def accelerators(self) -> int:
+        """How many accelerators hold the stages (an action list's rows, stages / virtual stages)."""
+        listed = self.action_list()
+        if listed is not None:
+            return listed.accelerators
+        return self.pipeline.stages // (self.pipeline.virtual_stages or 1)
+
+    def given_unused(self) -> Unused:
+        """The keys the user gave that nothing reads -> why."""
+        unused = self.unused_keys()
+        return {key: why for key in self._given if (why := reason(key, unused)) is not None}
 
     def action_list(self) -> ActionList | None:
         """Schedule ``actions``: the checked action list of ``pipeline.actions``, as validated (else None)."""
@@ -185,7 +331,7 @@ class Config(_Section):
         return parse_backward_io(self.io.backward, "io.backward")
 
     def timing_model(self) -> TimingModel:
-        return parse_timing(self.timing, "timing", link_bits_used=self.energy_model().enabled)
+        return parse_timing(self.timing, "timing")
 
     def energy_model(self) -> EnergyModel:
         return parse_energy(self.energy, "energy")
@@ -198,13 +344,13 @@ class Config(_Section):
         out["io"] = {"forward": self.forward_io().model_dump(mode="json"),
                      "backward": self.backward_io().model_dump(mode="json")}
         energy = self.energy_model()
-        out["timing"] = self.timing_model().applicable(link_bits_used=energy.enabled)
-        out["energy"] = energy.applicable()
+        out["timing"] = self.timing_model().model_dump(mode="json")
+        out["energy"] = energy.model_dump(mode="json")
         if out.get("sweep") is None:
             out.pop("sweep", None)
         if out.get("rpu_preset") is None:
             out.pop("rpu_preset", None)
-        return out
+        return drop_unused(out, self.unused_keys())
 
 
 def _derive(p: PipelineConfig, key: str, value: object) -> None:
@@ -221,17 +367,10 @@ def _resolve_pipeline(p: PipelineConfig) -> None:
     action list, the stages per accelerator of an interleaved schedule."""
     kind = SCHEDULES[p.schedule]
     given = p.model_fields_set
-    lists = ", ".join(name for name, k in SCHEDULES.items() if k.update is None)
-    if p.update is not None and kind.update is not None:
-        raise ValueError(f"pipeline.update: schedule {p.schedule} updates after every backward by definition; "
-                         f"update ({' | '.join(UPDATE_MODES)}) applies to {lists}")
     if kind.from_file:
         if p.actions is None:
             raise ValueError("pipeline.actions: schedule actions needs the path of a PyTorch _dump_csv action list, "
                              "e.g. configs/schedules/zbv_zero_bubble_k4_m8.csv")
-        if p.virtual_stages is not None:
-            raise ValueError("pipeline.virtual_stages: with schedule actions the rows of the list place the "
-                             "stages; leave it out")
         listed = p._action_list = read_action_list(p.actions)
         for key, value in (("stages", listed.stages), ("microbatches", listed.microbatches)):
             if key in given and getattr(p, key) != value:
@@ -239,13 +378,7 @@ def _resolve_pipeline(p: PipelineConfig) -> None:
                                  f"{value}; leave it out")
             _derive(p, key, value)
         return
-    if p.actions is not None:
-        raise ValueError(f"pipeline.actions: only schedule actions reads an action list (schedule is {p.schedule})")
     if kind.virtual_stages is None:
-        if p.virtual_stages is not None:
-            several = ", ".join(name for name, k in SCHEDULES.items() if k.virtual_stages)
-            raise ValueError(f"pipeline.virtual_stages: schedule {p.schedule} holds one stage per accelerator; "
-                             f"{several} place several")
         return
     v = p.virtual_stages if p.virtual_stages is not None else kind.virtual_stages
     if kind.virtual_choices is not None and v not in kind.virtual_choices:
@@ -287,29 +420,61 @@ def apply_overrides(data: dict, overrides: list[str] | tuple[str, ...]) -> dict:
     return data
 
 
-def load_config(path_or_dict: str | Path | dict | Config, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """Load and validate a configuration from a YAML file, a mapping or a Config, then apply overrides."""
-    if isinstance(path_or_dict, Config):
-        data = path_or_dict.model_dump(mode="json", exclude_unset=True)  # what the schedule derived is derived anew
-    elif isinstance(path_or_dict, dict):
-        data = path_or_dict
-    else:
-        path = Path(path_or_dict)
-        if not path.is_file():
-            raise ConfigError(f"config: no such file '{path}'")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" at line {mark.line + 1}" if mark is not None else ""
-            raise ConfigError(f"config: '{path}' is not valid YAML{where}") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"config: '{path}' must hold a mapping of sections")
-    data = apply_rpu_preset(apply_overrides(data, overrides))
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (YAML would keep the last)."""
+
+    def construct_mapping(self, node, deep=False):  # noqa: ANN001 - yaml's API
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise ConfigError(f"config: '{key}' is given twice in one mapping at line {key_node.start_mark.line + 1} "
+                                  f"of {self.name}; YAML would silently keep only the last")
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_yaml(path: Path) -> dict:
+    """A config file's mapping; an empty file, invalid YAML or a repeated key is one ConfigError."""
+    if not path.is_file():
+        raise ConfigError(f"config: no such file '{path}'")
+    text = path.read_text()
     try:
-        config = Config.model_validate(data)
+        loader = _UniqueKeyLoader(text)
+        loader.name = str(path)
+        try:
+            data = loader.get_single_data()
+        finally:
+            loader.dispose()
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"config: '{path}' is not valid YAML{where}") from None
+    if data is None:
+        raise ConfigError(f"config: '{path}' is empty (no settings); write {{}} in it to take every default")
+    if not isinstance(data, dict):
+        raise ConfigError(f"config: '{path}' must hold a mapping of sections")
+    return data
+
+
+def _remove(data: dict, key: str) -> dict:
+    """``data`` without the dotted ``key`` (aliases of its last part included)."""
+    data = copy.deepcopy(data)
+    parts = key.split(".")
+    node = data
+    for part in parts[:-1]:
+        node = node[int(part)] if isinstance(node, list) else node[part]
+    for name in [parts[-1], *(alias for alias, target in ALIASES.items() if target == parts[-1])]:
+        node.pop(name, None)
+    return data
+
+
+def _validate(data: dict, given: list[str]) -> Config:
+    try:
+        config = Config.model_validate(apply_rpu_preset(data))
     except ValidationError as exc:
         raise from_validation_error(exc, "", Config) from None
+    config._given = given
     # validate the free-form aihwkit sections and the data files now, not when the run starts
     config.device_params()
     config.update_params()
@@ -317,5 +482,61 @@ def load_config(path_or_dict: str | Path | dict | Config, overrides: list[str] |
     config.backward_io()
     config.energy_model()
     config.timing_model()
-    check_data_files(config.data)
     return config
+
+
+UNUSED_MODES = ("refuse", "drop", "keep")
+
+
+def load_config(path_or_dict: str | Path | dict | Config, overrides: list[str] | tuple[str, ...] = (),
+                unused: Literal["refuse", "drop", "keep"] = "refuse") -> Config:
+    """Load and validate a configuration from a YAML file, a mapping or a Config, then apply overrides.
+
+    ``unused``: what happens to a key given where nothing reads it (:meth:`Config.unused_keys`):
+    ``refuse`` (an :class:`~aimcsim.errors.UnusedKeyError` naming it and why), ``drop`` (the
+    config holds only what applies: a sweep's points, whose keys are checked per sweep) or
+    ``keep`` (a sweep's base, which its points read). A config with a ``sweep`` section is
+    checked per sweep, by :func:`aimcsim.sweep` (``aimcsim validate`` does it too), not here.
+    A relative ``pipeline.actions`` in a file is read from the file's folder.
+    """
+    if unused not in UNUSED_MODES:
+        raise ConfigError(f"unused: must be one of {', '.join(UNUSED_MODES)}, got {unused!r}")
+    given: list[str] | None = None
+    if isinstance(path_or_dict, Config):
+        data = path_or_dict.model_dump(mode="json", exclude_unset=True)  # what the schedule derived is derived anew
+        given = list(path_or_dict._given)  # its preset-filled sections are not the user's keys
+    elif isinstance(path_or_dict, dict):
+        data = path_or_dict
+    else:
+        path = Path(path_or_dict)
+        data = _relative_to(read_yaml(path), path.parent)
+    data = apply_overrides(data, overrides)
+    if given is None:
+        given = given_keys(data)
+    else:  # an override adds its keys, and a null one hands its key back to the default
+        for item in overrides:
+            key = item.partition("=")[0].strip()
+            given = [k for k in given if k != key and not k.startswith(key + ".")]
+        given += [k for k in given_keys(apply_overrides({}, overrides)) if k not in given]
+    config = _validate(data, given)
+    found = config.given_unused() if unused != "keep" else {}
+    if found and unused == "refuse" and config.sweep is None:
+        check_given(given, found)
+    elif found:
+        for key in found:
+            data = _remove(data, key)
+        config = _validate(data, [k for k in given if k not in found])
+    check_data_files(config.data)
+    if config.model.layers is not None:  # the layer list against the data's shape, as the run builds it
+        specs_from_layers(config.model.layers, *data_shape(config.data))
+    planned_items(config, train_size(config.data, config.seed))  # the run's length, as the run counts it
+    return config
+
+
+def _relative_to(data: dict, folder: Path) -> dict:
+    """A file's relative ``pipeline.actions`` read from the file's folder (as the file names it)."""
+    pipeline = data.get("pipeline")
+    actions = pipeline.get("actions") if isinstance(pipeline, dict) else None
+    if isinstance(actions, str) and not Path(actions).is_absolute():
+        return {**data, "pipeline": {**pipeline, "actions": str((folder / actions).resolve())}}
+    return data

@@ -36,9 +36,9 @@ from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Literal, NamedTuple
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from .errors import ConfigError, parse_model
+from .errors import parse_model
 from .ops import OPS, LinkReport, OpReport
 
 READ_TIME_KEYS = ("read_ns", "digital_ns", "digital_sum_ns")
@@ -84,36 +84,41 @@ class TimingModel(BaseModel):
     def _apply_preset(cls, values: object) -> object:
         return with_preset(values, PRESETS, "ideal")
 
-    def unused_keys(self, link_bits_used: bool = False) -> dict[str, str]:
+    @field_validator("clock_ghz", "read_ns", "pulse_slot_ns", "update_vector_ns", "digital_ns", "digital_sum_ns")
+    @classmethod
+    def _finite(cls, value: float) -> float:
+        if not math.isfinite(value):
+            raise ValueError("must be a finite number (only link_bits_per_cycle may be .inf: unlimited)")
+        return value
+
+    def unused_keys(self, link_bits_used: bool = False, transfers: bool = True, pulses: bool = True) -> dict[str, str]:
         """Constants no op is charged with under these settings -> why (``link_bits_used``: the
-        energy model charges the bits a link moves, so ``bits_per_element`` applies)."""
+        energy model charges the bits a link moves, so ``bits_per_element`` applies;
+        ``transfers``: the device runs transfers (op T); ``pulses``: updates fire pulse trains)."""
         unused = {}
-        transfer_fixed = self.transfer_cycles is not None
+        preset = f"has no effect under preset '{self.preset}'"
+        hint = "; use preset rf25 or set the fixed cycles to null to charge it"
+        transfer_fixed = self.transfer_cycles is not None or not transfers
         if self.forward_cycles is not None and self.backward_cycles is not None:
             for key in READ_TIME_KEYS:
                 if transfer_fixed or key != "read_ns":
-                    unused[key] = "forward_cycles and backward_cycles are fixed"
+                    unused[key] = f"{preset} (forward_cycles and backward_cycles are fixed){hint}"
         if self.update_cycles is not None and transfer_fixed:
             for key in UPDATE_TIME_KEYS:
-                unused[key] = "update_cycles and transfer_cycles are fixed"
+                unused[key] = f"{preset} (update_cycles and transfer_cycles are fixed){hint}"
+        elif not pulses and "pulse_slot_ns" not in unused:
+            unused["pulse_slot_ns"] = "has no effect: the updates fire no pulse trains (update.pulse_type or device)"
+        if not transfers:
+            unused["transfer_cycles"] = "has no effect: a single-array device runs no transfers (op T)"
         if math.isinf(self.link_bits_per_cycle) and not link_bits_used:
-            unused["bits_per_element"] = "link_bits_per_cycle is unlimited and no energy is accounted"
+            unused["bits_per_element"] = ("has no effect: link_bits_per_cycle is unlimited and no energy is "
+                                          "accounted")
         return unused
 
-    def applicable(self, link_bits_used: bool = False) -> dict:
-        """The settings that take effect, as plain data (what ``config.yaml`` lists)."""
-        unused = self.unused_keys(link_bits_used)
-        return {k: v for k, v in self.model_dump(mode="json").items() if k not in unused}
 
-
-def parse_timing(value: object, prefix: str = "timing", link_bits_used: bool = False) -> TimingModel:
-    """Validate a timing section; a constant the settings never charge is refused, naming it."""
-    timing = parse_model(TimingModel, value, prefix)
-    unused = timing.unused_keys(link_bits_used)
-    for key in sorted(timing.model_fields_set & set(unused)):
-        raise ConfigError(f"{prefix}.{key}: has no effect under preset '{timing.preset}' ({unused[key]}); "
-                          f"use preset rf25 or set the fixed cycles to null to charge it")
-    return timing
+def parse_timing(value: object, prefix: str = "timing") -> TimingModel:
+    """Validate a timing section (the keys it leaves unread are refused by the config's one check)."""
+    return parse_model(TimingModel, value, prefix)
 
 
 ENERGY_PRESETS: dict[str, dict] = {
@@ -128,7 +133,7 @@ ENERGY_PARTS = ("F", "B", "U", "transfers", "links", "digital", "static")
 class EnergyModel(BaseModel):
     """Energy constants (pJ unless the name says otherwise), with the isaac32 figures' sources."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     preset: Literal["none", "isaac32"] = "none"
     dac_pj: float = Field(0.0, ge=0, description=(
@@ -167,22 +172,23 @@ class EnergyModel(BaseModel):
     def enabled(self) -> bool:
         return self.preset != "none"
 
-    def applicable(self) -> dict:
-        """The settings that take effect, as plain data (what ``config.yaml`` lists)."""
-        return self.model_dump(mode="json") if self.enabled else {"preset": "none"}
+    def unused_keys(self, pulses: bool = True) -> dict[str, str]:
+        """Figures nothing is charged with -> why (``pulses``: updates fire pulse trains)."""
+        if not self.enabled:
+            return {key: ("has no effect under preset 'none' (no energy is accounted); set energy.preset: isaac32 "
+                          "and override its figures") for key in ENERGY_KEYS}
+        if not pulses:
+            return {key: "has no effect: the updates fire no pulses (update.pulse_type or device)"
+                    for key in ("pulse_slot_pj", "device_pulse_pj")}
+        return {}
 
 
 ENERGY_KEYS = tuple(k for k in EnergyModel.model_fields if k != "preset")  # the constants
 
 
 def parse_energy(value: object, prefix: str = "energy") -> EnergyModel:
-    """Validate an energy section; constants under preset ``none`` (which accounts nothing) are refused."""
-    energy = parse_model(EnergyModel, value, prefix)
-    if not energy.enabled:
-        for key in sorted(energy.model_fields_set & set(ENERGY_KEYS)):
-            raise ConfigError(f"{prefix}.{key}: has no effect under preset 'none' (no energy is accounted); "
-                              f"set {prefix}.preset: isaac32 and override its figures")
-    return energy
+    """Validate an energy section (the figures it leaves unread are refused by the config's one check)."""
+    return parse_model(EnergyModel, value, prefix)
 
 
 class Cost(NamedTuple):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import gzip
 import pickle
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -114,15 +115,28 @@ def _idx_files(folder: str, name: str) -> dict[str, Path]:
 
 def idx_dataset(folder: str, name: str) -> Dataset:
     """MNIST or Fashion-MNIST from the four IDX files of their distribution."""
-    arrays = {key: read_idx(path) for key, path in _idx_files(folder, name).items()}
+    paths = _idx_files(folder, name)
+    arrays = {key: read_idx(path) for key, path in paths.items()}
     for part in ("train", "test"):
         images, labels = arrays[f"{part}_images"], arrays[f"{part}_labels"]
         if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
             raise ConfigError(f"data.path: {part} images {images.shape} and labels {labels.shape} do not match")
+    for part in ("train", "test"):
+        _check_labels(arrays[f"{part}_labels"], paths[f"{part}_labels"])
     flat = lambda a: (a.reshape(len(a), -1) / 255.0).astype(np.float32)  # noqa: E731
     h, w = arrays["train_images"].shape[1:]
     return Dataset(flat(arrays["train_images"]), arrays["train_labels"].astype(np.int64),
                    flat(arrays["test_images"]), arrays["test_labels"].astype(np.int64), 10, name, (1, h, w))
+
+
+N_CLASSES = 10  # MNIST, Fashion-MNIST and CIFAR-10 alike
+
+
+def _check_labels(labels: np.ndarray, path: Path) -> None:
+    """Refuse labels outside 0..9 (they would index past the output layer)."""
+    if len(labels) and (labels.min() < 0 or labels.max() >= N_CLASSES):
+        bad = labels[(labels < 0) | (labels >= N_CLASSES)][0]
+        raise ConfigError(f"data.path: '{path}' has a label {int(bad)} outside 0..{N_CLASSES - 1}")
 
 
 def _cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -135,6 +149,7 @@ def _cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
         raise ConfigError(f"data.path: '{path}' is not a CIFAR-10 python batch (a pickle with data and labels)") from None
     if data.ndim != 2 or data.shape[1] != 3072 or len(data) != len(labels):
         raise ConfigError(f"data.path: '{path}' holds data {data.shape}, expected (n, 3072) with n labels")
+    _check_labels(labels, path)
     return data, labels
 
 
@@ -162,12 +177,43 @@ def cifar10(folder: str) -> Dataset:
     return Dataset(scale(x_train), y_train, scale(x_test), y_test, 10, "cifar10", (3, 32, 32))
 
 
+def _file_stamp(paths: list[Path]) -> tuple:
+    return tuple((str(p.resolve()), p.stat().st_mtime_ns, p.stat().st_size) for p in paths)
+
+
+@lru_cache(maxsize=2)
+def _read_checked(name: str, folder: str, stamp: tuple) -> Dataset:
+    """A file data set, read and checked once per file version (``stamp``) in this process."""
+    return idx_dataset(folder, name) if name in ("mnist", "fashion_mnist") else cifar10(folder)
+
+
+def _file_dataset(name: str, folder: str) -> Dataset:
+    if name in ("mnist", "fashion_mnist"):
+        files = list(_idx_files(folder, name).values())
+    else:
+        train_files, test_file = _cifar_files(folder)
+        files = [*train_files, test_file]
+    return _read_checked(name, folder, _file_stamp(files))
+
+
 def check_data_files(cfg) -> None:
-    """Refuse a data section whose files are missing, without reading them (validation is cheap)."""
-    if cfg.name in ("mnist", "fashion_mnist"):
-        _idx_files(cfg.path, cfg.name)
-    elif cfg.name == "cifar10":
-        _cifar_files(cfg.path)
+    """Refuse a data section whose files are missing or malformed, as a run would (the files are
+    read and checked once per version in a process, so validating a sweep's points is cheap)."""
+    if cfg.name in FILE_DATA_SETS:
+        _file_dataset(cfg.name, cfg.path)
+
+
+FILE_DATA_SETS = ("mnist", "fashion_mnist", "cifar10")
+
+
+def data_shape(cfg) -> tuple[tuple | None, int, int]:
+    """(image shape or None, input width, outputs) of the data set a ``data`` section names."""
+    if cfg.name == "digits":
+        return (1, 8, 8), 64, 10
+    if cfg.name == "synthetic":
+        return None, cfg.n_features, cfg.n_classes if cfg.task == "classification" else 1
+    ds = _file_dataset(cfg.name, cfg.path)
+    return ds.image_shape, ds.n_inputs, ds.n_outputs
 
 
 def load_dataset(cfg, seed: int) -> Dataset:
@@ -176,11 +222,14 @@ def load_dataset(cfg, seed: int) -> Dataset:
         ds = digits(cfg.test_fraction, seed)
     elif cfg.name == "synthetic":
         ds = synthetic(cfg.n_samples, cfg.n_features, cfg.n_classes, cfg.task, cfg.noise, cfg.test_fraction, seed)
-    elif cfg.name in ("mnist", "fashion_mnist"):
-        ds = idx_dataset(cfg.path, cfg.name)
     else:
-        ds = cifar10(cfg.path)
+        ds = _file_dataset(cfg.name, cfg.path)
     if cfg.max_train is not None and cfg.max_train < len(ds.x_train):
         ds = Dataset(ds.x_train[:cfg.max_train], ds.y_train[:cfg.max_train], ds.x_test, ds.y_test,
                      ds.n_outputs, ds.name, ds.image_shape)
     return ds
+
+
+def train_size(cfg, seed: int) -> int:
+    """Training samples of the data set a ``data`` section names (after ``max_train``)."""
+    return len(load_dataset(cfg, seed).x_train)

@@ -49,7 +49,7 @@ _IGNORED_DEVICE = {"reset", "reset_dtod", "apply_write_noise_on_set",
 
 
 class _Device(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     @model_validator(mode="before")
     @classmethod
@@ -67,6 +67,13 @@ class _Device(BaseModel):
                 continue  # only used by aihwkit's explicit reset calls, which aimcsim never makes
             out[key] = value
         return out
+
+
+    def unused_keys(self, pulse_type: str = "stochastic_compressed", resets: bool = False) -> dict[str, str]:
+        """The device settings nothing reads under this update pulse type (``resets``: a
+        compound resets columns of this array) -> why; aihwkit's reset-call settings included."""
+        return {key: "has no effect: only aihwkit's explicit reset calls read it, and aimcsim makes none"
+                for key in _IGNORED_DEVICE if key not in type(self).model_fields}
 
 
 class IdealDevice(_Device):
@@ -100,10 +107,29 @@ class PulsedDevice(_Device):
         "random walk once per update call: w <- w + rate xi, rate = |diffusion (1 + diffusion_dtod xi')|"))
     diffusion_dtod: float = Field(0.0, ge=0, description="device-to-device spread of the diffusion rate")
 
+    def unused_keys(self, pulse_type: str = "stochastic_compressed", resets: bool = False) -> dict[str, str]:
+        unused = super().unused_keys(pulse_type, resets)
+        if self.lifetime == 0:
+            unused["lifetime_dtod"] = "has no effect: lifetime is 0 (no decay)"
+            if not resets:
+                for key in ("reset", "reset_dtod"):
+                    unused[key] = "has no effect: lifetime is 0 (no decay) and no transfer resets the devices"
+        if not resets:
+            unused["reset_std"] = "has no effect: no transfer resets the devices (a compound's with_reset_prob)"
+        if self.diffusion == 0:
+            unused["diffusion_dtod"] = "has no effect: diffusion is 0"
+        if getattr(self, "write_noise_std", None) == 0:
+            unused["apply_write_noise_on_set"] = "has no effect: write_noise_std is 0"
+        if pulse_type == "expected":
+            unused["dw_min_std"] = "has no effect: pulse_type expected follows the mean step (no cycle-to-cycle noise)"
+        return unused
+
     @model_validator(mode="after")
     def _bounds(self) -> "PulsedDevice":
         if self.w_min > self.w_max:
             raise ValueError(f"w_min ({self.w_min}) must not exceed w_max ({self.w_max})")
+        if self.w_min == self.w_max:
+            raise ValueError(f"w_max: w_max and w_min are both {self.w_max}: the device has no range to hold a weight")
         return self
 
 

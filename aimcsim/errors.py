@@ -70,6 +70,9 @@ def from_validation_error(exc: ValidationError, prefix: str, model: type[BaseMod
     shown = "" if isinstance(value, (dict, list)) or value is None else f" (got {value!r})"
     if not loc and not prefix:  # a whole-config check: its message names the keys itself
         return ConfigError(f"{msg}{shown}")
+    key, sep, rest = msg.partition(": ")
+    if sep and isinstance(value, dict) and key in _allowed_fields(model, (*loc, key)):
+        return ConfigError(f"{_join(prefix, (*loc, key))}: {rest}")  # a section's check naming its field
     return ConfigError(f"{where}: {msg}{shown}")
 
 
@@ -87,3 +90,7 @@ def parse_model(model: type[BaseModel], value: object, prefix: str) -> BaseModel
         return model.model_validate(value)
     except ValidationError as exc:
         raise from_validation_error(exc, prefix, model) from None
+
+
+class UnusedKeyError(ConfigError):
+    """A key was given where nothing reads it under the chosen settings (see :mod:`aimcsim.applicability`)."""

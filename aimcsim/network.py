@@ -406,6 +406,8 @@ def specs_from_layers(layers: list[dict], image_shape: tuple | None, n_inputs: i
                           "stride": stride, "padding": pad, "in_shape": (c, h, w), "patches": oh * ow})
             shape = (channels, oh, ow)
         elif kind == "linear":
+            if len(shape) == 3 and last is None:  # the first layer reads the image as its flat vector
+                shape = (shape[0] * shape[1] * shape[2],)
             if len(shape) != 1:
                 raise ConfigError(f"{where}.linear: needs vector input; add {{flatten: {{}}}} after the convolutions")
             units = opts.get("units")
@@ -430,10 +432,12 @@ def specs_from_layers(layers: list[dict], image_shape: tuple | None, n_inputs: i
             last["pool"], last["pool_size"] = how, size
             shape = (shape[0], shape[1] // size, shape[2] // size)
         elif kind == "flatten":
-            if last is None or len(shape) != 3:
-                raise ConfigError(f"{where}.flatten: must follow a conv layer")
-            last["flatten"] = True
-            shape = (shape[0] * shape[1] * shape[2],)
+            if len(shape) != 3:
+                raise ConfigError(f"{where}.flatten: its input is already a vector (flatten follows a conv layer, "
+                                  f"or comes first on image data)")
+            if last is not None:
+                last["flatten"] = True
+            shape = (shape[0] * shape[1] * shape[2],)  # first: the image's flat vector, which the data already is
         else:
             raise ConfigError(f"{where}: unknown layer '{kind}'; allowed: conv, pool, flatten, linear, activation")
     if not specs or specs[-1]["kind"] != "dense" or len(shape) != 1:

@@ -45,7 +45,7 @@ class IOParameters(BaseModel):
     range 2*bound, a value > 1 is a number of steps, 0 turns quantisation off.
     """
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, populate_by_name=True)
 
     perfect: bool = Field(False, alias="is_perfect", description="exact floating-point read")
     inp_bound: float = Field(1.0, gt=0, description="DAC clipping bound of the (scaled) input")
@@ -80,6 +80,19 @@ class IOParameters(BaseModel):
             raise ValueError("noise management expects inp_bound == 1.0 (as in aihwkit)")
         return self
 
+    def unused_keys(self) -> dict[str, str]:
+        """The IO settings a read of these settings does not use -> why."""
+        if self.perfect:
+            return {key: "has no effect: perfect: true reads exactly (no DAC, noise, ADC or management)"
+                    for key in type(self).model_fields if key != "perfect"}
+        unused = {}
+        if self.noise_management == "none":
+            unused["nm_thres"] = "has no effect: noise_management is none"
+        if self.bound_management == "none":
+            for key in ("max_bm_factor", "max_bm_res", "bm_test_negative_bound"):
+                unused[key] = "has no effect: bound_management is none"
+        return unused
+
     def as_array(self) -> np.ndarray:
         """The settings packed for the read kernel (see ``kernels.IO_*`` indices)."""
         def absolute(res: float, bound: float) -> float:
@@ -97,7 +110,7 @@ class IOParameters(BaseModel):
 class UpdateParameters(BaseModel):
     """How a rank-one update W <- W - lr d x^T is realised on the crossbar."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     pulse_type: Literal["stochastic_compressed", "deterministic_implicit", "expected", "none"] = Field(
         "stochastic_compressed",
@@ -111,6 +124,24 @@ class UpdateParameters(BaseModel):
         True, description="balance the pulse probabilities of x and d by their maxima")
     um_grad_scale: float = Field(1.0, gt=0, description="weight of d in update management")
 
+    def unused_keys(self, floating: bool = False) -> dict[str, str]:
+        """The update settings these settings (and a device that updates in floating point:
+        ``floating``) do not use -> why."""
+        if floating:
+            return {key: "has no effect: the device (ideal) updates in floating point, without pulses"
+                    for key in type(self).model_fields}
+        if self.pulse_type in ("expected", "none"):
+            return {key: f"has no effect: pulse_type {self.pulse_type} fires no pulse trains"
+                    for key in PULSE_TRAIN_KEYS}
+        unused = {}
+        if self.update_bl_management:
+            why = "has no effect: update_bl_management is on, which sets BL and manages the update itself"
+            unused["fixed_bl"] = why
+            unused["update_management"] = why
+        elif not self.update_management:
+            unused["um_grad_scale"] = "has no effect: update_management and update_bl_management are off"
+        return unused
+
     @model_validator(mode="before")
     @classmethod
     def _unmodelled(cls, values: object) -> object:
@@ -118,6 +149,10 @@ class UpdateParameters(BaseModel):
         if isinstance(values, dict) and isinstance(values.get("pulse_type"), str):
             values = {**values, "pulse_type": values["pulse_type"].lower()}
         return values
+
+
+#: the update settings only pulse trains read
+PULSE_TRAIN_KEYS = ("desired_bl", "fixed_bl", "update_bl_management", "update_management", "um_grad_scale")
 
 
 def parse_backward_io(value: object, prefix: str = "io.backward") -> IOParameters:

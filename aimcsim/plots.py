@@ -26,6 +26,7 @@ def timeline(trace: pd.DataFrame, start: int = 0, end: int | None = None, ax=Non
     """
     import matplotlib.pyplot as plt  # noqa: PLC0415
     from matplotlib.patches import Patch  # noqa: PLC0415
+    from matplotlib.ticker import MaxNLocator  # noqa: PLC0415
 
     end = int(trace["end"].max()) if end is None else end
     window = trace[(trace["end"] > start) & (trace["start"] < end)]
@@ -33,8 +34,12 @@ def timeline(trace: pd.DataFrame, start: int = 0, end: int | None = None, ax=Non
     several = len(trace) and trace["stage"].nunique() > accelerators  # some accelerator holds several stages
     if ax is None:
         _, ax = plt.subplots(figsize=(12, 0.6 * accelerators + 1.2))
+    span = max(end - start, 1)
+    # a label is written only where it fits its box: the box's width against the text's
+    box_width = ax.get_window_extent().width or ax.figure.get_figwidth() * ax.figure.dpi * 0.8
+    char = 7 * 0.6 * ax.figure.dpi / 72  # a character of a 7-point label, in pixels
     for op, kind in OPS.items():
-        rows = window[window["op"] == op]
+        rows = window[(window["op"] == op) & (window["end"] > window["start"])]  # a 0-cycle row draws nothing
         if rows.empty:
             continue
         color = kind.color
@@ -44,20 +49,22 @@ def timeline(trace: pd.DataFrame, start: int = 0, end: int | None = None, ax=Non
         ax.barh(y, (rows["end"] - rows["start"]).to_numpy(), left=rows["start"].to_numpy(), height=height,
                 color=color, edgecolor="white" if not transfer else color, linewidth=0.5)
         if labels and not transfer:
-            span = max(end - start, 1)
             for s, e, item, acc, st in zip(rows["start"], rows["end"], rows["item"], rows["accelerator"],
                                            rows["stage"]):
-                if (e - s) / span > 0.012:
-                    name = f"{st}{op}{item}" if several else f"{op}{item}"
-                    ax.text((s + e) / 2, acc, name, ha="center", va="center", fontsize=7, color="white")
+                name = f"{st}{op}{item}" if several else f"{op}{item}"
+                if (min(e, end) - max(s, start)) / span * box_width > (len(name) + 1) * char:
+                    ax.text((max(s, start) + min(e, end)) / 2, acc, name, ha="center", va="center", fontsize=7,
+                            color="white")
     ax.set_xlim(start, end)
     ax.set_ylim(accelerators - 0.5, -0.5)
     ax.set_yticks(range(accelerators), [f"acc {k}" for k in range(accelerators)])
     ax.set_xlabel("simulated time (clock cycles)")
-    present = set(trace["op"]) if len(trace) else set(OPS)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # cycles are whole
+    present = set(window.loc[window["end"] > window["start"], "op"])  # what the window draws (0-cycle rows are not)
     handles = [Patch(color=kind.color, label=f"{code} {kind.name}") for code, kind in OPS.items() if code in present]
-    ax.legend(handles=handles, ncol=min(len(handles), 6), fontsize=8, loc="upper center",
-              bbox_to_anchor=(0.5, -0.35), frameon=False)
+    if handles:  # just under the axis label, whatever the number of rows
+        ax.legend(handles=handles, ncol=min(len(handles), 6), fontsize=8, loc="upper center",
+                  bbox_to_anchor=(0.5, -0.55 / (0.6 * accelerators + 0.4)), frameon=False)
     return ax
 
 
@@ -136,14 +143,14 @@ def energy_breakdown(summary: dict, metrics: pd.DataFrame | None = None):
     bottom = 0.0
     for k, (part, value) in enumerate(parts.items()):
         ax.bar([0], [value / 1e6], bottom=bottom / 1e6, color=f"C{k}",
-               label=f"{part}: {value / 1e6:,.3f} uJ ({value / summary['energy_pj']:.0%})")
+               label=f"{part}: {value / 1e6:,.3f} µJ ({value / summary['energy_pj']:.0%})")
         bottom += value
-    ax.set(xticks=[], ylabel="energy (uJ)", title=f"energy by op, {summary['energy_pj'] / 1e6:,.3f} uJ in all")
+    ax.set(xticks=[], ylabel="energy (µJ)", title=f"energy by op, {summary['energy_pj'] / 1e6:,.3f} µJ in all")
     ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
     if axes.shape[1] == 2:
         ax = axes[0, 1]
         ax.plot(metrics["samples"], metrics["energy_pj"] / 1e6, marker=".")
-        ax.set(xlabel="samples trained", ylabel="cumulative energy (uJ)", title="energy against samples")
+        ax.set(xlabel="samples trained", ylabel="cumulative energy (µJ)", title="energy against samples")
         if summary.get("energy_complexity_pj") is not None:
             ax.axhline(summary["energy_complexity_pj"] / 1e6, color="0.3", ls="--", lw=1,
                        label="energy to target")
@@ -160,7 +167,30 @@ AXIS_NAMES = {"pipeline.stages": "pipeline depth K (accelerators)", "pipeline.sc
               "schedule": "schedule"}
 
 
-def sweep_plot(results: pd.DataFrame, x: str = "pipeline.stages", by: str = "pipeline.schedule"):
+def swept_keys(results: pd.DataFrame) -> list[str]:
+    """The keys a sweep's ``results.csv`` varies (its columns between ``point`` and ``status``)."""
+    columns = list(results.columns)
+    if "point" not in columns or "status" not in columns:
+        return []
+    keys = columns[columns.index("point") + 1:columns.index("status")]
+    return [k for k in keys if results[k].nunique() > 1]
+
+
+def sweep_axes(results: pd.DataFrame) -> tuple[str | None, str | None]:
+    """What to draw a sweep against: x, the depth if it was swept, else the first swept key
+    that is not a seed; lines ``by`` the schedule if it varies, else the next swept key."""
+    keys = swept_keys(results)
+    candidates = [k for k in keys if k != "seed"]
+    if not candidates:
+        return None, None
+    x = "pipeline.stages" if "pipeline.stages" in candidates else candidates[0]
+    rest = [k for k in candidates if k != x]
+    if "schedule" in results.columns and results["schedule"].nunique() > 1 and x != "pipeline.schedule":
+        return x, "schedule"
+    return x, (rest[0] if rest else None)
+
+
+def sweep_plot(results: pd.DataFrame, x: str = "pipeline.stages", by: str | None = "pipeline.schedule"):
     """Sample complexity, clock-cycle complexity, energy complexity (when the sweep accounted
     energy) and final accuracy against ``x``, one line per ``by``.
 
@@ -177,7 +207,8 @@ def sweep_plot(results: pd.DataFrame, x: str = "pipeline.stages", by: str = "pip
 
     panels = [(c, label) for c, label in SWEEP_PANELS if c != "energy_complexity_pj" or c in results.columns]
     fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4.6))
-    groups = list(results.groupby(by)) if by in results.columns else [("all", results)]
+    grouped = by is not None and by in results.columns
+    groups = list(results.groupby(by)) if grouped else [("all points", results)]
     outside = []  # drawn outside the axes: left out of tight_layout, kept in the saved figure
     for ax, (column, ylabel) in zip(axes, panels):
         missed_notes = []
@@ -198,12 +229,14 @@ def sweep_plot(results: pd.DataFrame, x: str = "pipeline.stages", by: str = "pip
             outside.append(marks)
             if "complexity" in column:
                 for value, row in stats[stats["count"] < stats["size"]].iterrows():
-                    missed_notes.append(f"{label} at {value}: {int(row['count'])}/{int(row['size'])} reached")
+                    where = f"{label} at {value}" if grouped else f"{AXIS_NAMES.get(x, x)} {value}"
+                    missed_notes.append(f"{where}: {int(row['count'])}/{int(row['size'])} reached")
         ax.set(xlabel=AXIS_NAMES.get(x, x), ylabel=ylabel, title=ylabel)
-        if results[x].dtype.kind in "iu" and results[x].min() > 0:
+        if results[x].dtype.kind in "iu" and results[x].min() > 0 and x == "pipeline.stages":
             ax.set_xscale("log", base=2)
             ax.set_xticks(sorted(results[x].unique()), [str(v) for v in sorted(results[x].unique())])
-        ax.legend(title=AXIS_NAMES.get(by, by), fontsize=8)
+        if grouped:
+            ax.legend(title=AXIS_NAMES.get(by, by), fontsize=8)
         if missed_notes:
             note = textwrap.fill("missed the target (x: no run reached it): " + "; ".join(missed_notes), 80)
             outside.append(ax.annotate(note, xy=(0, -0.2), xycoords="axes fraction", fontsize=7, va="top"))

@@ -22,7 +22,7 @@ from . import trace as tr
 from .config import Config, load_config
 from .errors import ConfigError
 from .sim.engine import Engine
-from .sim.schedules import effective_update
+from .sim.schedules import SCHEDULES, effective_update
 
 METRIC_COLUMNS = ["samples", "cycles", "time_ns", "train_loss", "test_loss", "test_accuracy", "grad_norm_sq"]
 
@@ -77,7 +77,7 @@ def summarize(engine: Engine, wall: float) -> dict:
         "accelerators": engine.n_accelerators,
         "placement": list(engine.placement),
         "update": effective_update(cfg.pipeline.schedule, cfg.pipeline.update),
-        "microbatches": cfg.pipeline.microbatches,
+        "microbatches": cfg.pipeline.microbatches if SCHEDULES[cfg.pipeline.schedule].minibatches else None,
         "microbatch_size": cfg.pipeline.microbatch_size,
         "samples": engine.samples,
         "cycles": cycles,
@@ -137,7 +137,7 @@ def simulate(config: Config | dict | str | os.PathLike, out: str | os.PathLike |
                           "base point")
     if perfetto not in tr.PERFETTO_FORMATS:
         raise ConfigError(f"--perfetto: must be one of {', '.join(tr.PERFETTO_FORMATS)}, got {perfetto!r}")
-    directory = Path(out) if out is not None else None
+    directory = check_out_dir(Path(out), "out") if out is not None else None
     created = directory is not None and not directory.exists()
     sink = None
     try:
@@ -163,6 +163,21 @@ def simulate(config: Config | dict | str | os.PathLike, out: str | os.PathLike |
         if created and directory.exists() and not any(directory.iterdir()):
             directory.rmdir()
         raise
+
+
+def check_out_dir(out: Path, flag: str = "--out") -> Path:
+    """Refuse, before anything runs, an output directory that cannot be one: an existing file,
+    a path under a file, or a folder this user cannot write."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{flag}: '{out}' is a file, not a directory; give a directory path")
+    ancestor = out
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise ConfigError(f"{flag}: '{out}' cannot be created: '{ancestor}' is a file")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise ConfigError(f"{flag}: '{out}' cannot be written: no write permission in '{ancestor}'")
+    return out
 
 
 def _json_default(value: object) -> object:

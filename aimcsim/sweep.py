@@ -17,6 +17,7 @@ with its status and message and the sweep goes on.
 
 from __future__ import annotations
 
+import ast
 import itertools
 import json
 import multiprocessing
@@ -30,8 +31,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from .applicability import check_sweep
 from .config import Config, load_config
 from .errors import ConfigError
+from .run import check_out_dir
 from .sim.schedules import is_synchronous
 from .trace import PERFETTO_FORMATS
 
@@ -90,7 +93,7 @@ def run_point(base: dict, overrides: dict, directory: str, perfetto: str = "none
     if path.exists():
         shutil.rmtree(path)  # an unfinished earlier attempt
     try:
-        config = load_config(base, _set_list(overrides))
+        config = load_config(base, _set_list(overrides), unused="drop")  # the sweep checked its keys
         return simulate(config, out=path, perfetto=perfetto).summary
     except Exception as exc:  # noqa: BLE001 - a failing point is recorded, the sweep goes on
         return {"status": "error", "message": f"{type(exc).__name__}: {exc}".splitlines()[0]}
@@ -141,6 +144,40 @@ def _check_finished(path: Path, config: Config) -> None:
     if difference:
         raise ConfigError(f"sweep point {path} was run with a different config ({difference}); "
                           f"remove that directory to rerun it, or sweep into a new --out")
+
+
+GUARD_HELP = ('put the call under  if __name__ == "__main__":  (a local pool starts fresh processes that '
+              'import your script again; unguarded, each would start the sweep anew), or use workers=1')
+
+
+def _has_main_guard(source: str) -> bool:
+    """Whether a script's top level has an ``if __name__ == "__main__":`` block."""
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Compare):
+            names = [n for n in (node.test.left, *node.test.comparators)]
+            if (any(isinstance(n, ast.Name) and n.id == "__name__" for n in names)
+                    and any(isinstance(n, ast.Constant) and n.value == "__main__" for n in names)):
+                return True
+    return False
+
+
+def check_main_guard() -> None:
+    """Refuse to start a local process pool from a script without a ``__main__`` guard (each
+    worker would import the script and run the sweep again: pages of tracebacks), and from a
+    worker that is importing such a script."""
+    main = sys.modules.get("__main__")
+    if multiprocessing.parent_process() is not None and getattr(main, "__name__", "") == "__mp_main__":
+        raise ConfigError(f"sweep: started while a worker process imported the script; {GUARD_HELP}")
+    path = getattr(main, "__file__", None)
+    if not path or not str(path).endswith(".py") or not os.path.isfile(path):
+        return  # interactive, python -c, a notebook: workers do not import a script
+    try:
+        source = Path(path).read_text(encoding="utf-8")
+        guarded = _has_main_guard(source)
+    except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
+        return
+    if not guarded:
+        raise ConfigError(f"sweep: the script {path} has no  if __name__ == \"__main__\":  guard; {GUARD_HELP}")
 
 
 def _init_worker(threads: int) -> None:
@@ -218,7 +255,7 @@ def sweep(config: str | os.PathLike | dict | Config, grid: dict[str, list] | Non
     ``json``, ``gz`` or ``none`` (the default: they are megabytes each; ``trace.csv`` has
     the same rows).
     """
-    cfg = load_config(config, overrides)
+    cfg = load_config(config, overrides, unused="keep")  # its keys are checked per sweep
     section = cfg.sweep or {}
     if workers is None:
         workers = section.get("workers")
@@ -228,22 +265,45 @@ def sweep(config: str | os.PathLike | dict | Config, grid: dict[str, list] | Non
                   perfetto=perfetto)[0]
 
 
-class _Plan:
-    """One sweep of a batch: its base, points, directory and the summaries found or run so far."""
+class Grid:
+    """A sweep's base config and points, validated: every point's config, and the given keys
+    some points ignore (a given key no point reads is refused: the no-silent-settings rule per
+    sweep, not per point)."""
 
-    def __init__(self, config: str | os.PathLike | dict | Config, grid: dict[str, list] | None,
-                 out: str | os.PathLike) -> None:
-        base = load_config(config).model_dump(mode="json", exclude_unset=True)  # derived values stay per point
+    def __init__(self, config: str | os.PathLike | dict | Config, grid: dict[str, list] | None = None) -> None:
+        loaded = load_config(config, unused="keep")  # its keys are checked per sweep, below
+        base = loaded.model_dump(mode="json", exclude_unset=True)  # derived values stay per point
         section = base.pop("sweep", None) or {}
         grid = grid if grid is not None else section.get("grid")
         if not grid:
             raise ConfigError("sweep.grid: no grid given (use --grid KEY=V1,V2 or a sweep: {grid: ...} section)")
         if not isinstance(grid, dict) or not all(isinstance(v, list) and v for v in grid.values()):
             raise ConfigError("sweep.grid: must map dotted keys to non-empty lists of values")
-        self.base, self.directory = base, Path(out)
+        self.base = base
         self.todo = points(grid)
-        self.configs = [load_config(base, _set_list(p)) for p in self.todo]  # validate every point first
+        self.configs = [load_config(base, _set_list(p), unused="drop") for p in self.todo]  # validate every point
         self.names = [point_name(p) for p in self.todo]
+        given = [k for k in loaded._given if not k.startswith("sweep.")] + list(grid)
+        #: key -> the points that ignore it
+        self.ignored = check_sweep(given, [c.unused_keys() for c in self.configs], self.names)
+
+    def notes(self) -> list[str]:
+        """One line per given key that some points ignore, naming them."""
+        lines = []
+        total = len(self.todo)
+        for key, names in self.ignored.items():
+            shown = ", ".join(names[:4]) + (f", ... ({len(names) - 4} more)" if len(names) > 4 else "")
+            lines.append(f"note: {key} applies at {total - len(names)} of {total} points; ignored at {shown}")
+        return lines
+
+
+class _Plan(Grid):
+    """One sweep of a batch: its grid, directory and the summaries found or run so far."""
+
+    def __init__(self, config: str | os.PathLike | dict | Config, grid: dict[str, list] | None,
+                 out: str | os.PathLike) -> None:
+        super().__init__(config, grid)
+        self.directory = Path(out)
         self.results: dict[str, dict] = {}
         for name, point_config in zip(self.names, self.configs):
             summary_path = self.directory / name / "summary.json"
@@ -270,16 +330,23 @@ def sweeps(jobs: list[tuple[str | os.PathLike | dict | Config, dict[str, list] |
         raise ConfigError(f"--perfetto: must be one of {', '.join(PERFETTO_FORMATS)}, got {perfetto!r}")
     if workers is not None and (not isinstance(workers, int) or workers < 1):
         raise ConfigError(f"--workers: must be a positive integer, got {workers!r}")
+    for _, _, out in jobs:
+        check_out_dir(Path(out), "out")
     plans = [_Plan(config, grid, out) for config, grid, out in jobs]
     directories = [plan.directory.resolve() for plan in plans]
     if len(set(directories)) < len(directories):
         raise ConfigError("sweeps: two sweeps of one batch write the same directory; give each its own out")
     if not quiet:
+        for plan in plans:
+            for line in plan.notes():
+                print(line, file=sys.stderr)
         note = unequal_steps_note([c for plan in plans for c in plan.configs])
         if note:
             print(note, file=sys.stderr)
     workers = workers or os.cpu_count() or 1
     pending = [(i, p, name) for i, plan in enumerate(plans) for p, name in plan.pending()]
+    if pending and not scheduler and workers > 1:
+        check_main_guard()  # before any directory is made
     progress = _Progress(sum(len(plan.todo) for plan in plans), sum(len(plan.results) for plan in plans), quiet)
     for plan in plans:
         plan.directory.mkdir(parents=True, exist_ok=True)
@@ -306,14 +373,24 @@ def sweeps(jobs: list[tuple[str | os.PathLike | dict | Config, dict[str, list] |
             # spawn, not fork: the kernels' thread pool (OpenMP) must not be forked; each worker
             # gets its share of the cores for numba's threads (results do not depend on it)
             threads = max(1, (os.cpu_count() or 1) // workers)
-            with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                                     initializer=_init_worker, initargs=(threads,)) as pool:
+            pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                                       initializer=_init_worker, initargs=(threads,))
+            try:
                 futures = {pool.submit(run_point, base, p, path, perfetto): item for item, base, p, path in tasks}
                 waiting = set(futures)
                 while waiting:
                     finished, waiting = wait(waiting, return_when=FIRST_COMPLETED)
                     for fut in finished:
                         record(futures[fut], fut.result(), min(workers, len(waiting)))
+            except KeyboardInterrupt:
+                # Ctrl-C: points not started are cancelled (the running ones get the terminal's
+                # interrupt too); every finished point is kept in results.csv
+                pool.shutdown(wait=False, cancel_futures=True)
+                for plan in plans:
+                    if plan.results:
+                        plan.write()
+                raise
+            pool.shutdown()
     return [plan.write() for plan in plans]
 
 

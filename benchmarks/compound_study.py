@@ -41,12 +41,14 @@ ALGORITHMS = {  # name -> (device section from the unit device, learning rate)
 
 
 def base_config(device: dict, lr: float, epochs: float, schedule: str, timing: str) -> dict:
+    flush = {"microbatches": 4} if schedule == "gpipe" else {}  # only gpipe has mini-batches to combine
     return {"seed": 0, "data": {"name": "digits"},
             "model": {"hidden": [32, 32, 32], "activation": "tanh", "loss": "cross_entropy"},
-            "device": device, "pipeline": {"schedule": schedule, "stages": 1, "microbatches": 4},
+            "device": device, "pipeline": {"schedule": schedule, "stages": 1, **flush},
             "timing": {"preset": timing},
-            "train": {"lr": lr, "minibatch_reduction": "sum", "epochs": epochs, "eval_every": 100,
-                      "target": {"metric": "test_accuracy", "value": TARGET}}}
+            "train": {"lr": lr, "epochs": epochs, "eval_every": 100,
+                      "target": {"metric": "test_accuracy", "value": TARGET},
+                      **({"minibatch_reduction": "sum"} if flush else {})}}
 
 
 def run_all(seeds: int, epochs: float, out: Path, workers: int) -> pd.DataFrame:

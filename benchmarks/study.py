@@ -54,6 +54,7 @@ import yaml
 from scipy import stats
 
 import aimcsim
+from aimcsim.sim.schedules import SCHEDULES, is_synchronous
 from doc_tables import write_between
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -92,14 +93,27 @@ def config(device: str, schedule: str = "async", stages: int = 1, timing: str = 
     dev, io = DEVICES[device]
     dev = transfer_per_sample(dev, schedule, MICROBATCHES)
     timing_section, energy_section = TIMINGS[timing]
-    return {
+    cfg = {
         "seed": 0, "data": {"name": "digits"}, "model": dict(NETWORK), "device": dev, "io": io,
-        "update": {"pulse_type": "stochastic_compressed", "desired_bl": 31},
-        "pipeline": {"schedule": schedule, "stages": stages, "microbatches": MICROBATCHES, "microbatch_size": 1},
+        "pipeline": {"schedule": schedule, "stages": stages, "microbatch_size": 1},
         "timing": dict(timing_section), "energy": dict(energy_section),
-        "train": {"lr": 0.02, "epochs": epochs, "eval_every": eval_every, "minibatch_reduction": reduction,
+        "train": {"lr": 0.02, "epochs": epochs, "eval_every": eval_every,
                   "target": target or {"metric": "test_accuracy", "value": 0.8}},
     }
+    return with_schedule_keys(cfg, schedule, reduction)
+
+
+def with_schedule_keys(cfg: dict, schedule: str, reduction: str = "sum") -> dict:
+    """The keys only some settings read, where they apply (aimcsim refuses a key nothing reads):
+    M micro-batches and their reduction for a synchronous flush, pulse trains for a pulsed device."""
+    cfg = {**cfg, "pipeline": dict(cfg["pipeline"]), "train": dict(cfg["train"])}
+    if SCHEDULES[schedule].minibatches:
+        cfg["pipeline"]["microbatches"] = MICROBATCHES
+    if is_synchronous(schedule, cfg["pipeline"].get("update")):
+        cfg["train"]["minibatch_reduction"] = reduction
+    if cfg["device"].get("type") != "ideal":
+        cfg["update"] = {"pulse_type": "stochastic_compressed", "desired_bl": 31}
+    return cfg
 
 
 @dataclass
@@ -202,12 +216,11 @@ def staleness_sweeps(s: Scale) -> list[Sweep]:
 def lenet_sweeps(s: Scale) -> list[Sweep]:
     cfg = yaml.safe_load((ROOT / "configs" / "lenet_digits.yaml").read_text())
     cfg["device"] = {**TIKI_TAKA, "unit_cell_devices": [{"type": "soft_bounds", "w_max": 6.0, "w_min": -6.0}] * 2}
-    cfg["train"].update({"epochs": s.lenet_epochs, "minibatch_reduction": "sum"})
-    cfg["pipeline"]["microbatches"] = MICROBATCHES
+    cfg["train"].update({"epochs": s.lenet_epochs})
     out = []
     for schedule, stages in (("sequential", [1]), ("gpipe", [2, 4]), ("async", [2, 4])):
-        base = {**cfg, "pipeline": {**cfg["pipeline"], "schedule": schedule},
-                "device": transfer_per_sample(cfg["device"], schedule, MICROBATCHES)}
+        base = with_schedule_keys({**cfg, "pipeline": {**cfg["pipeline"], "schedule": schedule},
+                                   "device": transfer_per_sample(cfg["device"], schedule, MICROBATCHES)}, schedule)
         out.append(Sweep(f"lenet/{schedule}", base, {"pipeline.stages": stages}, {"schedule": schedule}))
     return out
 

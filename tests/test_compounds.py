@@ -18,6 +18,7 @@ from aimcsim import cost, ops
 from aimcsim.cli import main
 from aimcsim.compounds import parse_device
 from aimcsim.crossbar import make_crossbar, make_tile
+from aimcsim.sim.schedules import SCHEDULES
 
 IDEAL = {"type": "ideal"}
 SOFT = {"type": "soft_bounds"}
@@ -242,7 +243,7 @@ MLP = {"data": {"name": "digits"}, "model": {"hidden": [16, 16], "activation": "
 
 @pytest.mark.parametrize("schedule", ["sequential", "gpipe", "1f1b", "async"])
 def test_every_schedule_runs_a_compound_with_transfers_as_their_own_op(schedule):
-    cfg = {**MLP, "pipeline": {"schedule": schedule, "stages": 3, "microbatches": 4}, "timing": {"preset": "rf25"}}
+    cfg = {**MLP, "pipeline": {"schedule": schedule, "stages": 3, **({"microbatches": 4} if SCHEDULES[schedule].minibatches else {})}, "timing": {"preset": "rf25"}}
     r = aimcsim.simulate(cfg)
     assert r.summary["status"] == "ok"
     trace = r.trace

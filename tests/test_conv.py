@@ -8,6 +8,7 @@ import pytest
 import aimcsim
 from aimcsim.crossbar import TileGrid
 from aimcsim.network import Network
+from aimcsim.sim.schedules import SCHEDULES
 
 EXACT = {"device": {"type": "ideal"}, "update": {"pulse_type": "none"},
          "forward_io": {"perfect": True}, "backward_io": {"perfect": True}}
@@ -134,7 +135,7 @@ def test_lenet_trains_on_digits_well_above_chance(schedule):
     lr = 0.05 * (4 if schedule == "gpipe" else 1)
     device = {"type": "soft_bounds", "w_max": 6.0, "w_min": -6.0}
     r = aimcsim.simulate({"data": {"name": "digits"}, "model": {"layers": LENET}, "device": device,
-                          "pipeline": {"schedule": schedule, "stages": 4, "microbatches": 4},
+                          "pipeline": {"schedule": schedule, "stages": 4, **({"microbatches": 4} if SCHEDULES[schedule].minibatches else {})},
                           "train": {"lr": lr, "epochs": 1, "eval_every": 400, "target": None}})
     assert r.summary["status"] == "ok" and r.summary["samples"] >= 1400
     assert r.summary["final_test_accuracy"] > 0.5  # chance is 0.1
@@ -152,7 +153,8 @@ def test_conv_stage_ops_cost_patches_times_the_vector_time():
 
 @pytest.mark.parametrize("layers,match", [
     ([{"conv": {"channels": 2}}, {"flatten": {}}, {"conv": {"channels": 2}}], r"model\.layers\[2\]\.conv: needs image input"),
-    ([{"linear": {"units": 10}}], r"model\.layers\[0\]\.linear: needs vector input"),
+    ([{"linear": {"units": 8}}, {"flatten": {}}, {"linear": {"units": 10}}],
+     r"model\.layers\[1\]\.flatten: its input is already a vector"),
     ([{"conv": {"channels": 2}}, {"linear": {"units": 10}}], r"model\.layers\[1\]\.linear: needs vector input"),
     ([{"conv": {"channels": 0}}, {"flatten": {}}, {"linear": {}}], r"model\.layers\[0\]\.conv\.channels"),
     ([{"conv": {"channels": 2, "kernel": 9}}, {"flatten": {}}, {"linear": {}}], r"model\.layers\[0\]\.conv\.kernel"),

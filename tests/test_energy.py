@@ -33,6 +33,7 @@ LAYERS = [(3, 4), (2, 4)]  # (out, in) of each crossbar, the bias column include
 def run_logged(stages: int, schedule: str):
     """Run HAND, logging every stage op's tile reports by (stage, op, item) (U in order)."""
     cfg = {**HAND, "pipeline": {"schedule": schedule, "stages": stages, "microbatches": 2}}
+    cfg = aimcsim.load_config(cfg, unused="drop")  # micro-batches and links only where they apply
     log: dict = {}
     originals = {name: getattr(network.Stage, name) for name in ("forward", "backward", "update")}
 

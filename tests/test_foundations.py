@@ -15,6 +15,7 @@ from aimcsim import cost, ops
 from aimcsim.cli import main
 from aimcsim.crossbar import TILE_KINDS, Crossbar, TileGrid, make_crossbar, register_tile_kind
 from aimcsim.devices import response_curve
+from aimcsim.errors import UnusedKeyError
 from aimcsim.sim import orders, schedules
 from aimcsim.tile import AnalogTile
 
@@ -232,10 +233,12 @@ def test_minibatch_reduction_sum_gives_gpipe_the_step_of_m_times_lr():
     mean = aimcsim.simulate({**base, "train": {**base["train"], "lr": 0.05}})
     np.testing.assert_allclose(summed.metrics["train_loss"], scaled.metrics["train_loss"], rtol=1e-6)
     assert not np.allclose(summed.metrics["train_loss"], mean.metrics["train_loss"], rtol=1e-6)
-    # an update holding one micro-batch is the same under both
-    a = aimcsim.simulate(small(train={"minibatch_reduction": "sum"}))
-    b = aimcsim.simulate(small())
-    assert a.metrics.equals(b.metrics)
+    # where an update holds one micro-batch both are the same step: the key is refused, naming why
+    with pytest.raises(UnusedKeyError, match="train.minibatch_reduction: schedule async .* updates after every"):
+        aimcsim.simulate(small(train={"minibatch_reduction": "sum"}))
+    with pytest.raises(UnusedKeyError, match="one micro-batch per mini-batch: mean and sum are the same step"):
+        aimcsim.load_config({**base, "pipeline": {"schedule": "gpipe", "microbatches": 1},
+                             "train": {**base["train"], "minibatch_reduction": "sum"}})
 
 
 def test_depth_sweep_compares_like_with_like_and_sweeps_say_when_they_do_not(tmp_path, capsys):
@@ -247,7 +250,9 @@ def test_depth_sweep_compares_like_with_like_and_sweeps_say_when_they_do_not(tmp
     assert "train.minibatch_reduction: sum" in capsys.readouterr().err
     aimcsim.sweep({**base, "train": {**base["train"], "minibatch_reduction": "sum"}}, grid, out=tmp_path / "sum",
                   workers=1, quiet=False)
-    assert "minibatch_reduction" not in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "1/M of the step" not in err  # no unequal-steps note; the key's own note names where it applies
+    assert "note: train.minibatch_reduction applies at 1 of 2 points; ignored at pipeline.schedule=async" in err
 
 
 # -------------------------------------------------------------- SimPy, engine

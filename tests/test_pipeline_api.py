@@ -105,6 +105,7 @@ def test_a_run_whose_loss_becomes_nan_stops_as_diverged():
                 data={"name": "synthetic", "task": "regression", "n_samples": 200},
                 model={"hidden": [8, 8], "activation": "relu", "loss": "mse", "init_scale": 3.0},
                 train={"lr": 40.0, "epochs": 5, "target": {"metric": "train_loss", "value": 0.1}})
+    del cfg["data"]["n_classes"]  # a regression task has one output
     r = aimcsim.simulate(cfg)
     assert r.summary["status"] == "diverged"
     at = r.summary["diverged_at_sample"]
@@ -130,7 +131,8 @@ def test_timeline_and_curves_plots(tmp_path):
     matplotlib.use("Agg")
     r = aimcsim.simulate(with_(timing={"preset": "rf25"}))
     ax = timeline(r.trace, end=3000)
-    n_compute = len(r.trace[(r.trace.start < 3000) & r.trace.op.isin(["F", "B", "U"])])
+    drawn = (r.trace.start < 3000) & r.trace.op.isin(["F", "B", "U"]) & (r.trace.end > r.trace.start)
+    n_compute = len(r.trace[drawn])  # stage 0's B reads nothing (no input gradient): 0 cycles, no box
     bars = [p for p in ax.patches if p.get_height() > 0.5]
     assert len(bars) == n_compute  # one box per op in the window; bubbles are left white
     ax.figure.savefig(tmp_path / "t.png")

@@ -5,6 +5,7 @@ import pytest
 
 import aimcsim
 from aimcsim import trace as tr
+from aimcsim.sim.schedules import SCHEDULES
 
 TINY_DATA = {"name": "synthetic", "n_samples": 100, "n_features": 6, "n_classes": 3, "test_fraction": 0.2}
 
@@ -13,7 +14,8 @@ def run(schedule, stages, microbatches=4, epochs=1.0, hidden=(8, 8, 8, 8, 8, 8, 
     config = {
         "data": TINY_DATA,
         "model": {"hidden": list(hidden), "activation": "tanh"},
-        "pipeline": {"schedule": schedule, "stages": stages, "microbatches": microbatches},
+        "pipeline": {"schedule": schedule, "stages": stages,
+                     **({"microbatches": microbatches} if SCHEDULES[schedule].minibatches else {})},
         "timing": timing or {"preset": "ideal"},
         "train": {"lr": 0.05, "epochs": epochs, "eval_every": 10_000, "target": None},
         **extra,

@@ -17,6 +17,7 @@ import aimcsim
 from aimcsim import trace as tr
 from aimcsim.cli import main
 from aimcsim.sim import actions, orders
+from aimcsim.sim.schedules import SCHEDULES
 
 ROOT = Path(__file__).resolve().parents[1]
 LISTS = ROOT / "configs" / "schedules"
@@ -99,7 +100,7 @@ def test_every_accelerator_runs_its_list_in_order(stem, timing, update):
     ("zbv_zero_bubble", 4, 2), ("zbv_zero_bubble", 8, 2),
 ])
 def test_built_in_schedules_run_their_orders_and_are_valid_lists(schedule, stages, virtual):
-    pipeline = {"schedule": schedule, "stages": stages, "microbatches": M}
+    pipeline = {"schedule": schedule, "stages": stages, **({"microbatches": M} if SCHEDULES[schedule].minibatches else {})}
     if virtual:
         pipeline["virtual_stages"] = virtual
     r = aimcsim.simulate(config(**pipeline))
@@ -264,7 +265,7 @@ def test_torch_communication_actions_are_accepted_and_ignored(tmp_path):
 
 @pytest.mark.parametrize("pipeline,message", [
     ({"schedule": "actions"}, "pipeline.actions: schedule actions needs the path"),
-    ({"schedule": "actions", "actions": "nowhere.csv"}, "pipeline.actions: no such file 'nowhere.csv'"),
+    ({"schedule": "actions", "actions": "nowhere.csv"}, "nowhere.csv' (a PyTorch _dump_csv action list"),
     ({"schedule": "actions", "actions": str(LISTS / "gpipe_k4_m8.csv"), "stages": 3},
      "pipeline.stages: 3, but the action list"),
     ({"schedule": "actions", "actions": str(LISTS / "gpipe_k4_m8.csv"), "microbatches": 4},

@@ -20,7 +20,7 @@ from aimcsim.sweep import first_difference, parse_grid, point_name, points
 BASE = {
     "data": {"name": "synthetic", "n_samples": 150, "n_features": 6, "n_classes": 3},
     "model": {"hidden": [8, 8], "activation": "tanh"},
-    "pipeline": {"schedule": "async", "stages": 1, "microbatches": 2},
+    "pipeline": {"schedule": "async", "stages": 1},
     "train": {"lr": 0.05, "epochs": 1, "eval_every": 30, "target": {"metric": "train_loss", "value": 1.0}},
 }
 GRID = {"pipeline.stages": [1, 3], "pipeline.schedule": ["gpipe", "async"]}
@@ -121,7 +121,7 @@ def test_first_difference_names_the_key_and_skips_fields_one_version_lacks():
 
 def test_a_failing_point_is_recorded_and_the_sweep_goes_on(tmp_path):
     base = {**BASE, "device": {"type": "ideal"}, "io": {"forward": {"perfect": True}, "backward": {"perfect": True}},
-            "data": {**BASE["data"], "task": "regression"},
+            "data": {"name": "synthetic", "n_samples": 150, "n_features": 6, "task": "regression"},
             "model": {"hidden": [8, 8], "activation": "relu", "loss": "mse", "init_scale": 3.0}}
     table = aimcsim.sweep(base, {"train.lr": [0.01, 40.0]}, out=tmp_path, workers=1)
     statuses = dict(zip(table["train.lr"], table["status"]))

@@ -97,7 +97,7 @@ def read_action_list(path: str | Path, key: str = "pipeline.actions") -> ActionL
     where = f"{key}: {path}"
     if not path.is_file():
         raise ConfigError(f"{key}: no such file '{path}' (a PyTorch _dump_csv action list, e.g. "
-                          f"configs/schedules/1f1b_k4_m8.csv)")
+                          f"configs/schedules/gpipe_k4_m8.csv)")
     try:
         with open(path, newline="", encoding="utf-8") as fh:
             table = list(csv.reader(fh))

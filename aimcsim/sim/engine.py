@@ -15,7 +15,6 @@ that no one will send (a schedule error), with a message naming the waiting acce
 
 from __future__ import annotations
 
-import math
 import time
 
 import numpy as np
@@ -32,25 +31,9 @@ from ..trace import Tracer
 from .accelerator import Accelerator, StagePort
 from .control import RunControl, SampleProbe
 from .evaluation import Evaluator
-from .feed import DataFeed
+from .feed import DataFeed, planned_items
 from .link import Link, Route, local_post
-from .schedules import SCHEDULES, ScheduleSpec, effective_update, is_synchronous, make_schedule
-
-
-def planned_items(config: Config, n_train: int) -> int:
-    """Micro-batches a run trains: epochs of the data; whole mini-batches for synchronous schedules
-    (a shorter run trains one shorter mini-batch) and for orders that cannot be built for fewer."""
-    p = config.pipeline
-    items = max(int(math.floor(config.train.epochs * n_train)) // p.microbatch_size, 1)
-    if not SCHEDULES[p.schedule].partial_minibatch:
-        if items < p.microbatches:
-            raise ConfigError(f"train.epochs: the run trains {items} micro-batches, fewer than one mini-batch "
-                              f"of {p.microbatches} of schedule {p.schedule}; train longer or use fewer "
-                              f"micro-batches")
-        items -= items % p.microbatches
-    elif is_synchronous(p.schedule, p.update) and items >= p.microbatches:
-        items -= items % p.microbatches
-    return items
+from .schedules import SCHEDULES, ScheduleSpec, effective_update, make_schedule
 
 
 class Engine:

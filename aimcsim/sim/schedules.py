@@ -217,16 +217,18 @@ class ScheduleKind:
     virtual_choices: tuple[int, ...] | None = None
     partial_minibatch: bool = True
     from_file: bool = False  # stages, micro-batches and placement come from pipeline.actions
+    minibatches: bool = True  # M shapes the order (False: micro-batches follow each other, no flush)
 
 
 SCHEDULES: dict[str, ScheduleKind] = {
-    "sequential": ScheduleKind(_single(orders.sequential_rows), update="immediate"),
+    "sequential": ScheduleKind(_single(orders.sequential_rows), update="immediate", minibatches=False),
     "gpipe": ScheduleKind(_single(orders.gpipe_rows)),
     "1f1b": ScheduleKind(_single(orders.one_f_one_b_rows)),
-    "async": ScheduleKind(lambda s: AsyncSchedule(s.stages, s.n_items), update="immediate"),
+    "async": ScheduleKind(lambda s: AsyncSchedule(s.stages, s.n_items), update="immediate", minibatches=False),
     # PipeDream's weight stashing on the async order: impossible on a crossbar (its weights have
     # moved on by the backward), kept as the reference that separates delay from mismatch
-    "async_stash": ScheduleKind(lambda s: AsyncSchedule(s.stages, s.n_items), update="immediate", stash=True),
+    "async_stash": ScheduleKind(lambda s: AsyncSchedule(s.stages, s.n_items), update="immediate", stash=True,
+                                minibatches=False),
     "interleaved_1f1b": ScheduleKind(_interleaved(False), virtual_stages=2, partial_minibatch=False),
     "interleaved_zero_bubble": ScheduleKind(_interleaved(True), virtual_stages=2, partial_minibatch=False),
     "zbv_zero_bubble": ScheduleKind(lambda s: ListSchedule(lambda m: orders.zbv_rows(s.stages, m),
