@@ -18,10 +18,10 @@ from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from .applicability import ALIASES, Unused, check_given, drop_unused, given_keys, prefixed, reason
 from .cost import EnergyModel, TimingModel, parse_energy, parse_timing
-from .data import check_data_files, data_shape, train_size
+from .data import DEFAULT_PATHS, check_data_files, data_shape, train_size
 from .compounds import device_unused_keys, fires_pulses, floating_updates, has_transfers, parse_device
 from .errors import ConfigError, did_you_mean, from_validation_error, parse_model
-from .network import specs_from_layers
+from .graph import analog_count, build_layers, has_batch_norm, has_convolutions
 from .params import IOParameters, UpdateParameters, parse_backward_io
 from .presets import apply_rpu_preset
 from .sim.actions import ActionList, read_action_list
@@ -38,7 +38,16 @@ class _Section(BaseModel):
 
 class DataConfig(_Section):
     name: Literal["digits", "synthetic", "mnist", "fashion_mnist", "cifar10"] = "digits"
-    path: str | None = Field(None, description="folder with the data files (mnist, fashion_mnist, cifar10)")
+    path: str | None = Field(None, description="folder with the data files (mnist, fashion_mnist, cifar10); "
+                                               "fashion_mnist's default: /usr/share/datasets/fashion-mnist "
+                                               "(Debian's dataset-fashion-mnist)")
+
+    @model_validator(mode="after")
+    def _default_path(self) -> "DataConfig":
+        if self.path is None and self.name in DEFAULT_PATHS:
+            self.path = DEFAULT_PATHS[self.name]  # a default, not the user's choice
+            self.model_fields_set.discard("path")
+        return self
     test_fraction: float = Field(0.2, gt=0, lt=1, description="share of digits/synthetic held out for testing")
     max_train: int | None = Field(None, ge=1, description="use at most this many training samples")
     n_samples: int = Field(2000, ge=10, description="synthetic: number of samples")
@@ -67,8 +76,11 @@ SYNTHETIC_KEYS = ("n_samples", "n_features", "n_classes", "task", "noise")
 
 class ModelConfig(_Section):
     hidden: list[int] = Field(default_factory=lambda: [32, 32], description="widths of the hidden layers")
-    layers: list | None = Field(None, description="layer list (conv, pool, flatten, linear, activation); "
-                                                  "replaces hidden/activation")
+    layers: list | None = Field(None, description="a graph of typed layers (aimcsim.graph): linear, conv, "
+                                                  "activation, pool, global_pool, flatten, norm, add, the "
+                                                  "basic_block macro; replaces hidden/activation")
+    preset: Literal["resnet8", "resnet20", "resnet32", "lenet5"] | None = Field(
+        None, description="a named network: He et al.'s CIFAR ResNets (6n + 2 layers), aihwkit's LeNet-5")
     tile_size: int = Field(512, ge=2, description="largest crossbar; bigger layers are split over several tiles")
     activation: Literal["sigmoid", "tanh", "relu"] = "sigmoid"
     loss: Literal["cross_entropy", "mse"] = "cross_entropy"
@@ -90,11 +102,18 @@ class ModelConfig(_Section):
             raise ValueError("hidden layer widths must be positive integers")
         return v
 
+    @model_validator(mode="after")
+    def _one_network(self) -> "ModelConfig":
+        if self.preset is not None and self.layers is not None:
+            raise ValueError("model.preset: a preset is a whole network; give it or model.layers, not both")
+        return self
+
     def unused_keys(self) -> Unused:
-        """With a layer list, the layers say it all: hidden and activation are not read."""
-        if self.layers is None:
+        """With a layer list or a preset, the layers say it all: hidden and activation are not read."""
+        if self.layers is None and self.preset is None:
             return {}
-        why = "model.layers describes the network (its activation layers included); drop it or the layer list"
+        given = "model.layers" if self.layers is not None else f"model.preset {self.preset}"
+        why = f"{given} describes the network (its activation layers included); drop one of them"
         return {"hidden": why, "activation": why}
 
 
@@ -229,10 +248,11 @@ class Config(_Section):
     @model_validator(mode="after")
     def _consistent(self) -> "Config":
         _resolve_pipeline(self.pipeline)
-        layer_list = self.model.layers is not None  # a layer list is checked when it is built
         layers = self.analog_layers()
         p = self.pipeline
-        if p.stages > layers and not layer_list:
+        if layers == 0:
+            raise ValueError("model.layers: must end with a linear output layer (the network has no analog layer)")
+        if p.stages > layers:
             if SCHEDULES[p.schedule].from_file:
                 source = f" (from the action list {p.actions})"
             elif "stages" in p.model_fields_set:
@@ -247,6 +267,10 @@ class Config(_Section):
             if any(c < 1 for c in p.partition) or sum(p.partition) != layers:
                 raise ValueError(f"pipeline.partition: {p.partition} must be positive layer counts "
                                  f"summing to the model's {layers} layers")
+        if p.microbatch_size == 1 and has_batch_norm(self.model):
+            raise ValueError("pipeline.microbatch_size: batch norm normalises with the micro-batch's statistics, "
+                             "and a micro-batch of 1 sample has none; use a larger micro-batch or norm kind "
+                             "layer | group")
         if self.data.name in ("mnist", "fashion_mnist", "cifar10") and not self.data.path:
             raise ValueError(f"data.path: required for data set '{self.data.name}' (a folder with its files)")
         if self.train.target is not None:
@@ -256,9 +280,7 @@ class Config(_Section):
 
     def analog_layers(self) -> int:
         """The network's analog layers (crossbars), what a partition counts."""
-        if self.model.layers is None:
-            return len(self.model.hidden) + 1
-        return sum(1 for e in self.model.layers if isinstance(e, dict) and set(e) & {"conv", "linear"})
+        return analog_count(self.model)
 
     def unused_keys(self) -> Unused:
         """Every key (dotted path) that nothing reads under these settings -> why: what each
@@ -296,8 +318,7 @@ class Config(_Section):
         """Vectors in one update call when that is fixed by the settings: 1 for one-sample
         micro-batches of a network without convolutions, updated per micro-batch (else None)."""
         p = self.pipeline
-        convolutions = self.model.layers is not None and any(isinstance(e, dict) and "conv" in e
-                                                             for e in self.model.layers)
+        convolutions = has_convolutions(self.model)
         flushes = is_synchronous(p.schedule, p.update) and p.microbatches > 1
         return 1 if p.microbatch_size == 1 and not convolutions and not flushes else None
 
@@ -527,8 +548,7 @@ def load_config(path_or_dict: str | Path | dict | Config, overrides: list[str] |
             data = _remove(data, key)
         config = _validate(data, [k for k in given if k not in found])
     check_data_files(config.data)
-    if config.model.layers is not None:  # the layer list against the data's shape, as the run builds it
-        specs_from_layers(config.model.layers, *data_shape(config.data))
+    build_layers(config.model, *data_shape(config.data))  # the network against the data's shape, as the run builds it
     planned_items(config, train_size(config.data, config.seed))  # the run's length, as the run counts it
     return config
 

@@ -105,11 +105,17 @@ def _find(folder: Path, stem: str, what: str) -> Path:
     raise ConfigError(f"data.path: '{folder}' has no {what} file (expected {stem} or {stem}.gz)")
 
 
+#: where a data set is found when ``data.path`` is not given, and how to get it there
+DEFAULT_PATHS = {"fashion_mnist": "/usr/share/datasets/fashion-mnist"}
+HOW_TO_GET = {"fashion_mnist": "apt-get install dataset-fashion-mnist (Debian) puts them there, or set data.path"}
+
+
 def _idx_files(folder: str, name: str) -> dict[str, Path]:
     """The four IDX files of MNIST or Fashion-MNIST in ``folder``, by role (train_images, ...)."""
     root = Path(folder)
     if not root.is_dir():
-        raise ConfigError(f"data.path: '{folder}' is not a folder (expected the {name} IDX files)")
+        how = f"; {HOW_TO_GET[name]}" if name in HOW_TO_GET and folder == DEFAULT_PATHS.get(name) else ""
+        raise ConfigError(f"data.path: '{folder}' is not a folder (expected the {name} IDX files){how}")
     return {key: _find(root, stem, key.replace("_", " ")) for key, stem in IDX_FILES.items()}
 
 

@@ -53,6 +53,8 @@ CONTEXTS: dict[str, dict] = {
                                               "device.unit_cell_devices.0.w_min": -0.05},
     "device.unit_cell_devices.0.*": {"device.transfer_forward.out_res": 0.0, "data.max_train": 200},
     "device.with_reset_prob": {"device.transfer_forward.out_res": 0.0, "data.max_train": 200},
+    # the residual presets normalise over micro-batches: they need more than one sample each
+    "model.preset": {"pipeline.microbatch_size": 2},
     # partial outputs are added only where a layer is split over tiles
     "timing.digital_sum_ns": {"model.tile_size": 16},
     "energy.digital_pj": {"model.tile_size": 16},
@@ -271,8 +273,7 @@ def search(case: str, tree: dict, keys: list[str] | None = None, base_cache: dic
         tried = 0
         outcome = None
         for value in candidates(path, _get(start, path), start):
-            start = _fresh_section(start, path)
-            changed = copy.deepcopy(start)
+            changed = _fresh_section(start, path)  # the base run stays the case as it is
             _set(changed, path, value)
             try:
                 config = aimcsim.load_config(changed)
@@ -316,6 +317,9 @@ def _fresh_section(tree: dict, path: tuple) -> dict:
     elif path == ("rpu_preset",):
         for section in ("device", "update", "io"):
             tree.pop(section, None)
+    elif path == ("model", "preset"):  # a preset is the whole network
+        for key in ("layers", "hidden", "activation"):
+            tree["model"].pop(key, None)
     elif path[-1] == "type" and path[0] == "device":
         node = _get(tree, path[:-1])
         for key in [k for k in node if k != "type"]:

@@ -7,6 +7,7 @@ import pytest
 
 import aimcsim
 from aimcsim.crossbar import TileGrid
+from aimcsim.layers import Conv
 from aimcsim.network import Network
 from aimcsim.sim.schedules import SCHEDULES
 
@@ -47,18 +48,17 @@ def direct_conv_grads(x, w, g, stride, pad):
 def test_analog_conv_equals_a_direct_convolution_and_its_gradients(stride, pad):
     rng = np.random.default_rng(0)
     c, oc, k, h = 2, 3, 3, 7
-    spec = {"kind": "conv", "in": c * k * k, "out": oc, "activation": "linear", "kernel": k, "stride": stride,
-            "padding": pad, "in_shape": (c, h, h)}
-    net = Network([spec], "mse", seed=0, **EXACT)
-    block = net.layers[0]
+    block = Conv("conv", ("input",), [(c, h, h)], {"channels": oc, "kernel": k, "stride": stride, "padding": pad},
+                 "test")
+    Network([block], "mse", seed=0, **EXACT)  # builds the layer's crossbar
     w = rng.uniform(-0.5, 0.5, (oc, c * k * k + 1)).astype(np.float32)
     block.grid.set_weights(w)
     kernel, bias = w[:, :-1].reshape(oc, c, k, k).astype(np.float64), w[:, -1].astype(np.float64)
     x = rng.uniform(-1, 1, (2, c, h, h)).astype(np.float32)
-    y, cache = block.forward(x, block.grid.forward)
+    y, cache = block.forward([x], block.grid.forward, True)
     np.testing.assert_allclose(y, direct_conv(x.astype(np.float64), kernel, bias, stride, pad), atol=1e-6)
     g = rng.standard_normal(y.shape).astype(np.float32)
-    gx, x_rows, delta = block.backward(g, cache, block.grid.backward, True)
+    (gx,), (x_rows, delta) = block.backward(g, cache, block.grid.backward, [True])
     want_gx, want_gw, want_gb = direct_conv_grads(x.astype(np.float64), kernel, g.astype(np.float64), stride, pad)
     np.testing.assert_allclose(gx, want_gx, atol=1e-6)
     assert block.grid.last_report.vectors == x_rows.shape[0] == 2 * y.shape[2] * y.shape[3]  # one read per patch
@@ -159,7 +159,7 @@ def test_conv_stage_ops_cost_patches_times_the_vector_time():
     ([{"conv": {"channels": 0}}, {"flatten": {}}, {"linear": {}}], r"model\.layers\[0\]\.conv\.channels"),
     ([{"conv": {"channels": 2, "kernel": 9}}, {"flatten": {}}, {"linear": {}}], r"model\.layers\[0\]\.conv\.kernel"),
     ([{"conv": {"channels": 2}}, {"flatten": {}}, {"linear": {"units": 7}}], r"needs 10 units"),
-    ([{"activation": "tanh"}], r"model\.layers\[0\]\.activation: must follow"),
+    ([{"activation": "tanh"}], r"model\.layers: must end with a linear output layer"),
     ([{"conv": {"channels": 2}}, {"pool": {"kind": "median"}}], r"model\.layers\[1\]\.pool"),
     ([{"dense": {"units": 10}}], r"model\.layers\[0\]: unknown layer 'dense'"),
 ])

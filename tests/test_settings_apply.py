@@ -115,7 +115,7 @@ def test_an_async_run_says_it_has_no_mini_batches(tmp_path, capsys):
     (["timing.read_ns=30"], "timing.read_ns: has no effect under preset 'ideal'"),
     (["pipeline.stages=1", "timing.link_latency_cycles=3"], "timing.link_latency_cycles: has no effect: every "
                                                             "stage is on one accelerator"),
-    (["model.layers=[{linear: {units: 10}}]"], "model.hidden: model.layers describes the network"),
+    (["model.layers=[{linear: {units: 10}}]", "pipeline.stages=1"], "model.hidden: model.layers describes the network"),
     (["pipeline.virtual_stages=2"], "pipeline.virtual_stages: schedule async holds one stage per accelerator"),
     (["train.target=null", "train.stop_at_target=true"], "train.stop_at_target: train.target is null"),
     (["device.type=ideal"], "update.pulse_type: has no effect: the device (ideal) updates in floating point"),

@@ -26,7 +26,8 @@ from ..cost import CostModel
 from ..data import Dataset, load_dataset
 from ..errors import ConfigError
 from ..ops import SEND_ACTIVATIONS, SEND_ERRORS
-from ..network import LossHead, Network, balanced_partition, layer_costs, mlp_specs, specs_from_layers
+from ..graph import build_layers
+from ..network import LossHead, Network, balanced_partition, layer_costs
 from ..trace import Tracer
 from .accelerator import Accelerator, StagePort
 from .control import RunControl, SampleProbe
@@ -47,22 +48,18 @@ class Engine:
         self.timing = cfg.timing_model()
         self.energy = cfg.energy_model()
         self.cost = CostModel(self.timing, self.energy)
-        if cfg.model.layers is not None:
-            specs = specs_from_layers(cfg.model.layers, self.data.image_shape, self.data.n_inputs,
-                                      self.data.n_outputs)
-        else:
-            specs = mlp_specs([self.data.n_inputs, *cfg.model.hidden, self.data.n_outputs], cfg.model.activation)
-        self.network = Network(specs, cfg.model.loss, device=cfg.device_params(), update=cfg.update_params(),
+        layers = build_layers(cfg.model, self.data.image_shape, self.data.n_inputs, self.data.n_outputs)
+        self.network = Network(layers, cfg.model.loss, device=cfg.device_params(), update=cfg.update_params(),
                                forward_io=cfg.forward_io(), backward_io=cfg.backward_io(), seed=cfg.seed,
                                init_scale=cfg.model.init_scale, tile_size=cfg.model.tile_size)
         p = cfg.pipeline
-        if len(specs) < p.stages:
+        if self.network.n_layers < p.stages:
             raise ConfigError(f"pipeline.stages: {p.stages} stages need at least as many analog layers "
-                              f"(the model has {len(specs)})")
+                              f"(the model has {self.network.n_layers})")
         if isinstance(p.partition, list):
             self.partition = list(p.partition)
         else:
-            self.partition = balanced_partition(layer_costs(specs), p.stages)
+            self.partition = balanced_partition(layer_costs(layers), p.stages)
         self.stages = self.network.stages(self.partition)
         self.n_items = planned_items(cfg, len(self.data.x_train))
         self.schedule = make_schedule(p.schedule, ScheduleSpec(
