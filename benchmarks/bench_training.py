@@ -1,6 +1,7 @@
 """End-to-end training benchmark: analog SGD and every compound device, side by side with aihwkit.
 
     python benchmarks/bench_training.py [--epochs 1] [--repeats 5] [--algorithms sgd,tt,...] [--json out.json]
+    python benchmarks/bench_training.py --algorithms none --cnns lenet5,resnet8 [--cnn-samples 256]
 
 Protocol: the digits MLP 64-32-32-10 (tanh, cross-entropy, analog biases), aihwkit's default
 soft-bounds device for every array, aihwkit's default update and IO, per-sample SGD (micro-
@@ -14,6 +15,11 @@ with compound devices configured by aihwkit's own classes at their defaults. The
 alternate (aimcsim K = 1, aimcsim K = 3, aihwkit, ...) so that all see the same machine load;
 the report gives the median samples per second over ``--repeats`` rounds and the ratios
 aimcsim / aihwkit, and each run's final test accuracy (exact reads of the final weights).
+
+``--cnns``: LeNet-5 on 28x28 and ResNet-8 on 32x32x3 (the presets; random images in MNIST's
+and CIFAR-10's file formats), analog SGD on the soft-bounds device, K = 1, micro-batches of 8
+on both sides (batch norm needs them), lr 0.05; aihwkit runs the same graph (AnalogConv2d,
+AnalogLinear, torch's BatchNorm2d, the same initial weights, samples and order).
 """
 
 from __future__ import annotations
@@ -93,7 +99,8 @@ def run_aihwkit(algorithm: str, epochs: float, seed: int) -> dict | None:
     except ImportError:
         return None
     engine = Engine(aimcsim.load_config(config(algorithm, 1, epochs, seed)))  # data, order and initial weights
-    data, order = engine.data, engine.feed.order[:engine.n_items]  # micro-batches of one sample
+    data = engine.data  # micro-batches of one sample, in the run's order
+    order = np.concatenate([engine.feed.rows(i) for i in range(engine.n_items)])
     torch.manual_seed(seed)
     init = engine.network.weights()
     layers = []
@@ -122,6 +129,163 @@ def run_aihwkit(algorithm: str, epochs: float, seed: int) -> dict | None:
     return {"samples": len(order), "seconds": seconds, "accuracy": accuracy(weights, data.x_test, data.y_test)}
 
 
+# ------------------------------------------------------------------ convolutional networks
+CNNS = {"lenet5": ("lenet5", "mnist"), "resnet8": ("resnet8", "cifar10")}  # name -> (preset, data format)
+CNN_MICROBATCH = 8  # both sides: batch norm needs micro-batches, and aihwkit's LeNet-5 example uses 8
+CNN_LR = 0.05
+
+
+def cnn_data(folder, kind: str, n_train: int) -> str:
+    """Random images in MNIST's (28x28) or CIFAR-10's (32x32x3) file format: speed does not
+    need real images, and nothing is downloaded."""
+    import gzip  # noqa: PLC0415
+    import pickle  # noqa: PLC0415
+    from pathlib import Path  # noqa: PLC0415
+
+    rng = np.random.default_rng(0)
+    root = Path(folder) / kind
+    root.mkdir(parents=True, exist_ok=True)
+    if kind == "mnist":
+        def idx(array):
+            head = bytes([0, 0, 8, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+            return gzip.compress(head + array.astype(np.uint8).tobytes())
+        for prefix, n in (("train", n_train), ("t10k", 100)):
+            (root / f"{prefix}-images-idx3-ubyte.gz").write_bytes(idx(rng.integers(0, 256, (n, 28, 28))))
+            (root / f"{prefix}-labels-idx1-ubyte.gz").write_bytes(idx(rng.integers(0, 10, n)))
+    else:
+        def batch(n):
+            return pickle.dumps({b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+                                 b"labels": list(rng.integers(0, 10, n))})
+        (root / "data_batch_1").write_bytes(batch(n_train))
+        (root / "test_batch").write_bytes(batch(100))
+    return str(root)
+
+
+def cnn_config(name: str, path: str, n_train: int, seed: int) -> dict:
+    preset, kind = CNNS[name]
+    return {"seed": seed, "data": {"name": kind, "path": path, "max_train": n_train}, "model": {"preset": preset},
+            "device": SOFT, "pipeline": {"schedule": "sequential", "stages": 1, "microbatch_size": CNN_MICROBATCH},
+            "train": {"lr": CNN_LR, "epochs": 1, "eval_every": 10**9, "target": None}}
+
+
+def run_cnn_aimcsim(name: str, path: str, n_train: int, seed: int) -> dict:
+    engine = Engine(aimcsim.load_config(cnn_config(name, path, n_train, seed)))
+    engine.run()
+    return {"samples": engine.samples, "seconds": engine.wall_run, "accuracy": float("nan")}
+
+
+def torch_graph(engine: Engine):
+    """The network's graph as a torch module of aihwkit's analog layers (the initial weights
+    copied) and torch's digital ones, evaluated in the graph's order."""
+    import torch  # noqa: PLC0415
+    import torch.nn.functional as F  # noqa: PLC0415
+    from aihwkit.nn import AnalogConv2d, AnalogLinear  # noqa: PLC0415
+
+    class Graph(torch.nn.Module):
+        def __init__(self, layers, rpu_config):
+            super().__init__()
+            self.layers = layers
+            self.mods = torch.nn.ModuleDict()
+            for k, layer in enumerate(layers):
+                key = f"m{k}"
+                if layer.kind == "conv":
+                    mod = AnalogConv2d(layer.in_image[0], layer.channels, layer.kernel, stride=layer.stride,
+                                       padding=layer.padding, bias=True, rpu_config=rpu_config)
+                    w = layer.grid.get_weights()
+                    mod.set_weights(torch.tensor(w[:, :-1].reshape(layer.channels, *layer.in_image[:1],
+                                                                   layer.kernel, layer.kernel)),
+                                    torch.tensor(w[:, -1]))
+                elif layer.kind == "linear":
+                    mod = AnalogLinear(layer.n_in, layer.units, bias=True, rpu_config=rpu_config)
+                    w = layer.grid.get_weights()
+                    mod.set_weights(torch.tensor(w[:, :-1]), torch.tensor(w[:, -1]))
+                elif layer.kind == "norm":
+                    mod = (torch.nn.BatchNorm2d(layer.channels) if layer.image else torch.nn.BatchNorm1d(layer.channels))
+                else:
+                    continue
+                self.mods[key] = mod
+
+        def forward(self, x):
+            t = {"input": x}
+            for k, layer in enumerate(self.layers):
+                xs = [t[n] for n in layer.inputs]
+                a = xs[0]
+                if f"m{k}" in self.mods:
+                    if layer.kind == "conv" and a.dim() == 2:
+                        a = a.reshape(-1, *layer.in_image)
+                    y = self.mods[f"m{k}"](a)
+                elif layer.kind == "activation":
+                    y = {"relu": F.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid}[layer.function](a)
+                elif layer.kind == "pool":
+                    y = (F.max_pool2d if layer.how == "max" else F.avg_pool2d)(a, layer.size)
+                elif layer.kind == "global_pool":
+                    y = a.mean(dim=(2, 3))
+                elif layer.kind == "flatten":
+                    y = a.reshape(a.shape[0], -1)
+                elif layer.kind == "add":
+                    y = sum(xs[1:], xs[0])
+                t[layer.name] = y
+            return t[self.layers[-1].name]
+
+    return Graph(engine.network.all_layers, aihwkit_rpu_config("sgd"))
+
+
+def run_cnn_aihwkit(name: str, path: str, n_train: int, seed: int) -> dict | None:
+    """The same network, samples, order, micro-batches and initial weights in aihwkit (None
+    when it is not importable)."""
+    try:
+        import torch  # noqa: PLC0415
+        from aihwkit.optim import AnalogSGD  # noqa: PLC0415
+    except ImportError:
+        return None
+    engine = Engine(aimcsim.load_config(cnn_config(name, path, n_train, seed)))
+    torch.manual_seed(seed)
+    model = torch_graph(engine)
+    opt = AnalogSGD(model.parameters(), lr=CNN_LR)
+    opt.regroup_param_groups(model)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    data = engine.data
+    batches = [engine.feed.rows(i) for i in range(engine.n_items)]
+    model.train()
+    t0 = time.perf_counter()
+    for rows in batches:
+        opt.zero_grad()
+        loss = loss_fn(model(torch.tensor(data.x_train[rows])), torch.tensor(data.y_train[rows], dtype=torch.long))
+        loss.backward()
+        opt.step()
+    return {"samples": sum(len(r) for r in batches), "seconds": time.perf_counter() - t0, "accuracy": float("nan")}
+
+
+def cnn_main(names: list[str], repeats: int, n_train: int, seed: int) -> dict:
+    """Samples per second of each CNN, aimcsim K = 1 against aihwkit, alternating rounds."""
+    import tempfile  # noqa: PLC0415
+
+    report = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = {name: cnn_data(tmp, CNNS[name][1], n_train) for name in names}
+        for name in names:  # compile and warm, untimed
+            run_cnn_aimcsim(name, paths[name], 2 * CNN_MICROBATCH, seed)
+        runs = {name: {"aimcsim K=1": [], "aihwkit": []} for name in names}
+        for _ in range(repeats):
+            for name in names:
+                runs[name]["aimcsim K=1"].append(run_cnn_aimcsim(name, paths[name], n_train, seed))
+                other = run_cnn_aihwkit(name, paths[name], n_train, seed)
+                if other is not None:
+                    runs[name]["aihwkit"].append(other)
+        print(f"{'network':10s} {'simulator':12s} {'samples/s':>10s}  vs aihwkit   (micro-batches of {CNN_MICROBATCH})")
+        for name in names:
+            rows = {sim: {"samples_per_s": statistics.median(r["samples"] / r["seconds"] for r in results)}
+                    for sim, results in runs[name].items() if results}
+            base = rows.get("aihwkit", {}).get("samples_per_s")
+            for sim, row in rows.items():
+                if base and sim != "aihwkit":
+                    row["ratio_to_aihwkit"] = row["samples_per_s"] / base
+                ratio = f"{row['ratio_to_aihwkit']:.2f}x" if "ratio_to_aihwkit" in row else ""
+                print(f"{name:10s} {sim:12s} {row['samples_per_s']:10.1f}  {ratio}")
+            report[name] = rows
+    return report
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=float, default=1.0)
@@ -129,8 +293,16 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--algorithms", default=",".join(ALGORITHMS))
     ap.add_argument("--json", default=None)
+    ap.add_argument("--cnns", default="", help="also (or, with --algorithms none, only) these CNNs: lenet5,resnet8")
+    ap.add_argument("--cnn-samples", type=int, default=256, help="training samples of each CNN run")
     args = ap.parse_args()
-    names = args.algorithms.split(",")
+    cnn_report = {}
+    if args.cnns:
+        for name in args.cnns.split(","):
+            if name not in CNNS:
+                raise SystemExit(f"--cnns: unknown {name!r}; allowed: {', '.join(CNNS)}")
+        cnn_report = cnn_main(args.cnns.split(","), args.repeats, args.cnn_samples, args.seed)
+    names = [] if args.algorithms == "none" else args.algorithms.split(",")
     for name in names:
         if name not in ALGORITHMS:
             raise SystemExit(f"--algorithms: unknown {name!r}; allowed: {', '.join(ALGORITHMS)}")
@@ -163,7 +335,7 @@ def main() -> None:
         report[name] = rows
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump(report, fh, indent=2)
+            json.dump({**report, **cnn_report}, fh, indent=2)
 
 
 if __name__ == "__main__":

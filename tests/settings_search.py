@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import yaml
 from pydantic import BaseModel
 
 import aimcsim
@@ -339,10 +340,13 @@ def case_names() -> list[str]:
     return [f"{path.stem}/{schedule}" for path in CONFIGS for schedule in SCHEDULES]
 
 
-def case(name: str, data_path: str | None) -> dict | None:
+def case(name: str, data_paths: dict | str | None) -> dict | None:
     """The resolved config of a named case (None: the network cannot take the schedule);
-    ``data_path``: a folder of IDX files for the configs that read MNIST-format data."""
+    ``data_paths``: data set name -> a folder of small files of its format, for the configs
+    that read files (a string: the IDX folder for MNIST-format data)."""
     stem, schedule = name.split("/")
     path = ROOT / "configs" / f"{stem}.yaml"
-    needs_files = "mnist" in path.read_text()
-    return case_tree(path, schedule, data_path if needs_files else None)
+    if isinstance(data_paths, str):
+        data_paths = {"mnist": data_paths, "fashion_mnist": data_paths}
+    wanted = (yaml.safe_load(path.read_text()).get("data") or {}).get("name", "digits")
+    return case_tree(path, schedule, (data_paths or {}).get(wanted))

@@ -15,6 +15,7 @@ import random
 import subprocess
 import sys
 import textwrap
+import time
 import tracemalloc
 from pathlib import Path
 
@@ -28,11 +29,12 @@ import settings_search as search
 from aimcsim.cli import main
 from aimcsim.errors import ConfigError, UnusedKeyError
 from test_cli import SMALL
-from test_data import idx_bytes, make_idx_folder
+from test_data import idx_bytes, make_cifar_folder, make_idx_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = ROOT / "configs" / "quickstart.yaml"
-KEYS_PER_CASE = 15  # the CI sample: this many leaves of every (config, schedule) case
+KEYS_PER_CASE = 15  # the CI sample: this many leaves of every (config, schedule) case,
+CASE_SECONDS = 6.0  # fewer where that many would take longer than this
 
 
 def with_(base: dict, **sections) -> dict:
@@ -44,22 +46,28 @@ def with_(base: dict, **sections) -> dict:
 
 # ----------------------------------------------------------------------------- the search
 @pytest.fixture(scope="module")
-def mnist_folder(tmp_path_factory) -> str:
-    folder = tmp_path_factory.mktemp("settings") / "mnist"
-    make_idx_folder(folder, n_train=40, n_test=10)
-    return str(folder)
+def data_folders(tmp_path_factory) -> dict:
+    """Small files in every file format a shipped config reads (CI has no real data)."""
+    root = tmp_path_factory.mktemp("settings")
+    make_idx_folder(root / "mnist", n_train=40, n_test=10)
+    make_cifar_folder(root / "cifar", per_batch=8, batches=5)
+    return {"mnist": str(root / "mnist"), "fashion_mnist": str(root / "mnist"), "cifar10": str(root / "cifar")}
 
 
 @pytest.mark.parametrize("name", search.case_names())
-def test_every_setting_is_refused_or_changes_the_run(name, mnist_folder):
+def test_every_setting_is_refused_or_changes_the_run(name, data_folders):
     """Each (sampled) leaf of the case's resolved config, changed to other valid values: refused
     as unread, or the run's outputs change. A valid change that changes nothing fails."""
-    tree = search.case(name, mnist_folder)
+    tree = search.case(name, data_folders)
     if tree is None:
         pytest.skip(f"{name}: the network has too few layers for the schedule's action list")
     keys = [".".join(map(str, p)) for p in search.leaves(tree)]
-    if not os.environ.get("AIMCSIM_SEARCH_ALL"):
-        keys = random.Random(f"{name}-{len(keys)}").sample(keys, min(KEYS_PER_CASE, len(keys)))
+    if not os.environ.get("AIMCSIM_SEARCH_ALL"):  # a sample, fewer keys where a short run is slow
+        started = time.perf_counter()
+        search.outputs(aimcsim.load_config(tree))
+        per_run = time.perf_counter() - started
+        count = int(min(KEYS_PER_CASE, max(3, CASE_SECONDS / (2 * per_run))))
+        keys = random.Random(f"{name}-{len(keys)}").sample(keys, min(count, len(keys)))
     findings = search.search(name, tree, keys)
     assert len(findings) == len(keys)
     silent = [f"{f.key} ({f.detail})" for f in findings if f.outcome == "no-op"]
