@@ -95,14 +95,22 @@ def _unpack(payload) -> list[np.ndarray]:
 Read = Callable[[np.ndarray], np.ndarray]
 
 
-def run_forward(layers: list[Layer], tensors: dict, reads: dict, training: bool) -> list:
+def run_forward(layers: list[Layer], tensors: dict, reads: dict, training: bool, keep: bool = True) -> list:
     """Run ``layers`` on ``tensors`` (name -> array, filled with every layer's output);
-    ``reads`` maps an analog layer's name to its read. Returns each layer's context."""
+    ``reads`` maps an analog layer's name to its read. Returns each layer's context; with
+    ``keep`` false (an evaluation without gradient) none, and a tensor is dropped after its
+    last reader, so memory holds a few layers' tensors, not all of them."""
     contexts = []
-    for layer in layers:
+    last_reader = {} if keep else {name: i for i, layer in enumerate(layers) for name in layer.inputs}
+    for i, layer in enumerate(layers):
         y, ctx = layer.forward([tensors[n] for n in layer.inputs], reads.get(layer.name), training)
         tensors[layer.name] = y
-        contexts.append(ctx)
+        if keep:
+            contexts.append(ctx)
+            continue
+        for name in layer.inputs:
+            if last_reader.get(name) == i:
+                del tensors[name]
     return contexts
 
 
@@ -359,7 +367,8 @@ class Network:
             xb, yb = x[start:start + batch].astype(np.float32), y[start:start + batch]
             tensors = {DATA: xb}
             with np.errstate(all="ignore"):
-                contexts = run_forward(self.all_layers, tensors, analog if reads == "analog" else exact, False)
+                contexts = run_forward(self.all_layers, tensors, analog if reads == "analog" else exact, False,
+                                       keep=with_grad)
                 a = tensors[out_name]
                 loss, grad = loss_and_grad(self.loss, a.astype(np.float64), yb)
                 total_loss += float(np.sum(loss))

@@ -129,6 +129,22 @@ def run_aihwkit(algorithm: str, epochs: float, seed: int) -> dict | None:
     return {"samples": len(order), "seconds": seconds, "accuracy": accuracy(weights, data.x_test, data.y_test)}
 
 
+def medians(runs: dict[str, list[dict]]) -> dict[str, dict]:
+    """Per simulator: the median samples per second over its rounds, the last round's accuracy,
+    and the ratio to aihwkit's median where aihwkit ran."""
+    rows = {sim: {"samples_per_s": statistics.median(r["samples"] / r["seconds"] for r in results),
+                  "accuracy": results[-1]["accuracy"]} for sim, results in runs.items() if results}
+    base = rows.get("aihwkit", {}).get("samples_per_s")
+    for sim, row in rows.items():
+        if base and sim != "aihwkit":
+            row["ratio_to_aihwkit"] = row["samples_per_s"] / base
+    return rows
+
+
+def _ratio(row: dict) -> str:
+    return f"{row['ratio_to_aihwkit']:.2f}x" if "ratio_to_aihwkit" in row else ""
+
+
 # ------------------------------------------------------------------ convolutional networks
 CNNS = {"lenet5": ("lenet5", "mnist"), "resnet8": ("resnet8", "cifar10")}  # name -> (preset, data format)
 CNN_MICROBATCH = 8  # both sides: batch norm needs micro-batches, and aihwkit's LeNet-5 example uses 8
@@ -274,14 +290,9 @@ def cnn_main(names: list[str], repeats: int, n_train: int, seed: int) -> dict:
                     runs[name]["aihwkit"].append(other)
         print(f"{'network':10s} {'simulator':12s} {'samples/s':>10s}  vs aihwkit   (micro-batches of {CNN_MICROBATCH})")
         for name in names:
-            rows = {sim: {"samples_per_s": statistics.median(r["samples"] / r["seconds"] for r in results)}
-                    for sim, results in runs[name].items() if results}
-            base = rows.get("aihwkit", {}).get("samples_per_s")
+            rows = medians(runs[name])
             for sim, row in rows.items():
-                if base and sim != "aihwkit":
-                    row["ratio_to_aihwkit"] = row["samples_per_s"] / base
-                ratio = f"{row['ratio_to_aihwkit']:.2f}x" if "ratio_to_aihwkit" in row else ""
-                print(f"{name:10s} {sim:12s} {row['samples_per_s']:10.1f}  {ratio}")
+                print(f"{name:10s} {sim:12s} {row['samples_per_s']:10.1f}  {_ratio(row)}")
             report[name] = rows
     return report
 
@@ -320,18 +331,9 @@ def main() -> None:
     report = {}
     print(f"{'algorithm':10s} {'simulator':12s} {'samples/s':>10s} {'accuracy':>9s}  vs aihwkit")
     for name in names:
-        rows = {}
-        for sim, results in runs[name].items():
-            if not results:
-                continue
-            rate = statistics.median(r["samples"] / r["seconds"] for r in results)
-            rows[sim] = {"samples_per_s": rate, "accuracy": results[-1]["accuracy"]}
-        base = rows.get("aihwkit", {}).get("samples_per_s")
+        rows = medians(runs[name])
         for sim, row in rows.items():
-            if base and sim != "aihwkit":
-                row["ratio_to_aihwkit"] = row["samples_per_s"] / base
-            ratio = f"{row['ratio_to_aihwkit']:.2f}x" if "ratio_to_aihwkit" in row else ""
-            print(f"{name:10s} {sim:12s} {row['samples_per_s']:10.0f} {row['accuracy']:9.3f}  {ratio}")
+            print(f"{name:10s} {sim:12s} {row['samples_per_s']:10.0f} {row['accuracy']:9.3f}  {_ratio(row)}")
         report[name] = rows
     if args.json:
         with open(args.json, "w") as fh:

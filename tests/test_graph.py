@@ -37,44 +37,28 @@ def _check_gradients(layer, shapes, training=True, weights=None):
     def objective():
         return float(np.sum(g * layer.forward(xs, read, training)[0]))
 
-    eps = 1e-6
     for x, grad in zip(xs, grads):
-        numeric = np.zeros_like(x)
-        for idx in np.ndindex(x.shape):
-            keep = x[idx]
-            x[idx] = keep + eps
-            up = objective()
-            x[idx] = keep - eps
-            down = objective()
-            x[idx] = keep
-            numeric[idx] = (up - down) / (2 * eps)
-        np.testing.assert_allclose(grad, numeric, atol=1e-6, rtol=1e-5)
+        np.testing.assert_allclose(grad, _numeric(objective, x, 1e-6), atol=1e-6, rtol=1e-5)
     if weights is not None:  # the update pair is the weight gradient: delta^T x
         x_rows, delta = update
-        numeric = np.zeros_like(weights)
-        for idx in np.ndindex(weights.shape):
-            keep = weights[idx]
-            weights[idx] = keep + eps
-            up = objective()
-            weights[idx] = keep - eps
-            down = objective()
-            weights[idx] = keep
-            numeric[idx] = (up - down) / (2 * eps)
-        np.testing.assert_allclose(delta.T @ x_rows, numeric, atol=1e-6, rtol=1e-5)
-    for param, pgrad in zip(layer.params, update or ()):
-        if weights is not None:
-            break
-        saved = param.copy()
-        layer_params_f64 = param.astype(np.float64)
-        numeric = np.zeros_like(layer_params_f64)
-        for i in range(param.size):
-            for sign, store in ((1, "up"), (-1, "down")):
-                param[:] = saved
-                param[i] = saved[i] + sign * 1e-3
-                value = objective()
-                numeric[i] += sign * value / 2e-3
-        param[:] = saved
-        np.testing.assert_allclose(pgrad, numeric, atol=1e-2, rtol=1e-2)  # float32 parameters: a coarser step
+        np.testing.assert_allclose(delta.T @ x_rows, _numeric(objective, weights, 1e-6), atol=1e-6, rtol=1e-5)
+    elif update is not None:  # a norm's scale and shift (float32: a coarser step)
+        for param, pgrad in zip(layer.params, update):
+            np.testing.assert_allclose(pgrad, _numeric(objective, param, 1e-3), atol=1e-2, rtol=1e-2)
+
+
+def _numeric(objective, array: np.ndarray, eps: float) -> np.ndarray:
+    """Central differences of ``objective()`` in every element of ``array`` (changed in place, restored)."""
+    numeric = np.zeros(array.shape)
+    for idx in np.ndindex(array.shape):
+        keep = array[idx]
+        array[idx] = keep + eps
+        up = objective()
+        array[idx] = keep - eps
+        down = objective()
+        array[idx] = keep
+        numeric[idx] = (up - down) / (2 * eps)
+    return numeric
 
 
 @pytest.mark.parametrize("kind,options,shapes", [
