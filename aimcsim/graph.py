@@ -249,8 +249,7 @@ def _make(kind: str, options: dict, name: str, inputs: tuple, shapes: dict, wher
     if cls.n_inputs is not None and len(inputs) != cls.n_inputs:
         raise ConfigError(f"{where}.input: a {kind} layer reads {cls.n_inputs} layer, got {list(inputs)}")
     read.update(inputs)
-    return cls(name, inputs, [shapes[s] for s in inputs], dict(options), f"{where}.{kind}" if kind in LAYER_KINDS
-               else where)
+    return cls(name, inputs, [shapes[s] for s in inputs], dict(options), f"{where}.{kind}")
 
 
 def _check_output(layers: list[Layer], n_outputs: int) -> None:
