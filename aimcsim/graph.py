@@ -30,7 +30,6 @@ from .layers import LAYER_KINDS, Layer
 
 DATA = "input"  # the name of the network's input (the data)
 MACROS = ("basic_block",)
-NETWORK_PRESETS = ("resnet8", "resnet20", "resnet32", "lenet5")
 #: one analog layer per entry of these kinds
 ANALOG_KINDS = tuple(kind for kind, cls in LAYER_KINDS.items() if cls.analog)
 

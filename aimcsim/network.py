@@ -92,9 +92,6 @@ def _unpack(payload) -> list[np.ndarray]:
     return list(payload) if isinstance(payload, Tensors) else [payload]
 
 
-Read = Callable[[np.ndarray], np.ndarray]
-
-
 def run_forward(layers: list[Layer], tensors: dict, reads: dict, training: bool, keep: bool = True) -> list:
     """Run ``layers`` on ``tensors`` (name -> array, filled with every layer's output);
     ``reads`` maps an analog layer's name to its read. Returns each layer's context; with
