@@ -290,6 +290,15 @@ def has_transfers(device: BaseModel) -> bool:
     return isinstance(device, tuple(COMPOUND_TYPES.values()))
 
 
+def learning_rate_acts_alone(device: BaseModel) -> bool:
+    """Whether the learning rate acts apart from its product with the gradient (lr d): in a
+    transfer compound whose transfers scale with it (``scale_transfer_lr``) or whose fast
+    array updates at a fixed rate (``fast_lr`` > 0 without ``scale_fast_lr``)."""
+    if not has_transfers(device) or isinstance(device, MixedPrecisionCompound):
+        return False
+    return bool(device.scale_transfer_lr or (device.fast_lr > 0 and not device.scale_fast_lr))
+
+
 def _units(device: BaseModel) -> list[BaseModel]:
     if isinstance(device, MixedPrecisionCompound):
         return [device.device]

@@ -19,8 +19,10 @@ from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 from .applicability import ALIASES, Unused, check_given, drop_unused, given_keys, prefixed, reason
 from .cost import EnergyModel, TimingModel, parse_energy, parse_timing
 from .data import DEFAULT_PATHS, check_data_files, data_shape, train_size
-from .compounds import device_unused_keys, fires_pulses, floating_updates, has_transfers, parse_device
+from .compounds import (device_unused_keys, fires_pulses, floating_updates, has_transfers,
+                        learning_rate_acts_alone, parse_device)
 from .errors import ConfigError, did_you_mean, from_validation_error, parse_model
+from .mapping import MappingConfig
 from .graph import analog_count, build_layers, has_batch_norm, has_convolutions
 from .params import IOParameters, UpdateParameters, parse_backward_io
 from .presets import apply_rpu_preset
@@ -237,6 +239,7 @@ class Config(_Section):
     device: dict = Field(default_factory=lambda: {"type": "soft_bounds"})
     update: dict = Field(default_factory=dict)
     io: IOConfig = Field(default_factory=IOConfig)
+    mapping: MappingConfig = Field(default_factory=MappingConfig)
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
     timing: dict = Field(default_factory=dict)
     energy: dict = Field(default_factory=dict)
@@ -300,6 +303,12 @@ class Config(_Section):
         unused |= prefixed("io.forward", self.forward_io().unused_keys())
         unused |= prefixed("io.backward", self.backward_io().unused_keys())
         unused |= prefixed("device", device_unused_keys(device, update))
+        unused |= prefixed("mapping", self.mapping.unused_keys())
+        if self.mapping.enabled and not learning_rate_acts_alone(device):
+            unused["mapping.weight_scaling_lr_compensation"] = (
+                "has no effect: moving the scales' mean from the gradient into the learning rate leaves their "
+                "product, all this device's update reads; only a transfer compound whose transfers follow the "
+                "learning rate (scale_transfer_lr) or whose fast array has a fixed rate reads it")
         unused |= prefixed("timing", self.timing_model().unused_keys(energy.enabled, transfers=has_transfers(device),
                                                                      pulses=fires_pulses(device, update)))
         unused |= prefixed("energy", energy.unused_keys(pulses=fires_pulses(device, update)))

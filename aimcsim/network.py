@@ -27,6 +27,7 @@ from .errors import ConfigError
 from .graph import DATA
 from .kernels import all_finite
 from .layers import Layer
+from .mapping import MappingConfig, mapped
 from .ops import UPDATE, OpReport
 
 LOSSES = ("cross_entropy", "mse")
@@ -278,15 +279,16 @@ class Network:
     depend only on the seed and the layer sizes."""
 
     def __init__(self, layers: list[Layer], loss: str, device: object, update: object, forward_io: object,
-                 backward_io: object, seed: int, init_scale: float = 1.0, tile_size: int = 512) -> None:
+                 backward_io: object, seed: int, init_scale: float = 1.0, tile_size: int = 512,
+                 mapping: MappingConfig | None = None) -> None:
         self.loss = loss
         self.all_layers = layers
         self.layers: list[Layer] = [layer for layer in layers if layer.analog]  # the crossbars, in order
         init_rng = np.random.default_rng([seed, 0x1A])
         for k, layer in enumerate(self.layers):
             n_out, n_in = layer.units, layer.n_in
-            grid = make_crossbar(n_out, n_in + 1, tile_size, _layer_seed(seed, k), device=device, update=update,
-                                 forward_io=forward_io, backward_io=backward_io)
+            grid = mapped(make_crossbar(n_out, n_in + 1, tile_size, _layer_seed(seed, k), device=device,
+                                        update=update, forward_io=forward_io, backward_io=backward_io), mapping)
             bound = init_scale / np.sqrt(n_in + 1)
             grid.set_weights(init_rng.uniform(-bound, bound, (n_out, n_in + 1)))
             layer.grid = grid

@@ -190,9 +190,10 @@ def run_cnn_aimcsim(name: str, path: str, n_train: int, seed: int) -> dict:
     return {"samples": engine.samples, "seconds": engine.wall_run, "accuracy": float("nan")}
 
 
-def torch_graph(engine: Engine):
+def torch_graph(engine: Engine, rpu_config=None):
     """The network's graph as a torch module of aihwkit's analog layers (the initial weights
-    copied) and torch's digital ones, evaluated in the graph's order."""
+    copied; ``rpu_config`` default: analog SGD on aihwkit's soft-bounds device) and torch's
+    digital ones, evaluated in the graph's order."""
     import torch  # noqa: PLC0415
     import torch.nn.functional as F  # noqa: PLC0415
     from aihwkit.nn import AnalogConv2d, AnalogLinear  # noqa: PLC0415
@@ -243,7 +244,7 @@ def torch_graph(engine: Engine):
                 t[layer.name] = y
             return t[self.layers[-1].name]
 
-    return Graph(engine.network.all_layers, aihwkit_rpu_config("sgd"))
+    return Graph(engine.network.all_layers, rpu_config or aihwkit_rpu_config("sgd"))
 
 
 def run_cnn_aihwkit(name: str, path: str, n_train: int, seed: int) -> dict | None:

@@ -51,7 +51,8 @@ class Engine:
         layers = build_layers(cfg.model, self.data.image_shape, self.data.n_inputs, self.data.n_outputs)
         self.network = Network(layers, cfg.model.loss, device=cfg.device_params(), update=cfg.update_params(),
                                forward_io=cfg.forward_io(), backward_io=cfg.backward_io(), seed=cfg.seed,
-                               init_scale=cfg.model.init_scale, tile_size=cfg.model.tile_size)
+                               init_scale=cfg.model.init_scale, tile_size=cfg.model.tile_size,
+                               mapping=cfg.mapping)
         p = cfg.pipeline
         if self.network.n_layers < p.stages:
             raise ConfigError(f"pipeline.stages: {p.stages} stages need at least as many analog layers "
