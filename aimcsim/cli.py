@@ -35,6 +35,7 @@ EPILOG = """examples:
   aimcsim sweep configs/depth_sweep.yaml --out runs/depth
   aimcsim sweep configs/quickstart.yaml --grid pipeline.stages=1,2,3 --grid seed=0,1 --workers 2
   aimcsim plot runs/k2
+  aimcsim plan configs/rf25_async.yaml --set pipeline.partition=time
 """
 
 
@@ -106,10 +107,13 @@ def _print_summary(s: dict, out: Path) -> None:
     target = f"{s['target_metric']} {'>=' if s['target_metric'] == 'test_accuracy' else '<='} {s['target_value']}"
     lines = [
         f"status            {s['status']}" + (f" ({s['message']})" if s["message"] else ""),
-        f"schedule          {s['schedule']}, K={s['stages']} stages {s['partition']}{placed}, "
+        f"schedule          {s['schedule']}, K={s['stages']} stages {s['partition']} ({s['partition_rule']} "
+        f"cut){placed}, "
         + (f"M={s['microbatches']}, " if s["microbatches"] is not None else "no mini-batches, ")
         + f"micro-batch size {s['microbatch_size']}, update {s['update']}",
-        f"trained           {s['samples']:,} samples in {s['cycles']:,} cycles ({s['time_ns'] / 1e3:,.1f} us)",
+        f"trained           {s['samples']:,} samples in {s['cycles']:,} cycles ({s['time_ns'] / 1e3:,.1f} us)"
+        + (f"; {s['cycles_per_sample']:,.1f} cycles per sample, the planner predicted "
+           f"{s['predicted_cycles_per_sample']:,.1f}" if s.get("predicted_cycles_per_sample") else ""),
         f"final             train loss {_fmt(s['final_train_loss'])}, test loss {_fmt(s['final_test_loss'])}, "
         f"test accuracy {_fmt(s['final_test_accuracy'], '.3f')}",
     ]
@@ -152,6 +156,60 @@ def cmd_validate(args: argparse.Namespace) -> int:
             print(line, file=sys.stderr)
     print(yaml.safe_dump(config.resolved(), sort_keys=False), end="")
     return EXIT_OK
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    """Where to cut and how fast each schedule will run, without training."""
+    from . import load_config  # noqa: PLC0415
+    from .data import load_dataset  # noqa: PLC0415
+    from .planner import plan_report  # noqa: PLC0415
+    from .run import _atomic_write  # noqa: PLC0415
+
+    config = load_config(args.config, args.set)
+    if config.sweep is not None:
+        raise ConfigError("sweep: aimcsim plan plans one point; remove the sweep section or plan a point with --set")
+    report = plan_report(config, load_dataset(config.data, config.seed))
+    if args.json:
+        _atomic_write(Path(args.json), lambda tmp: tmp.write_text(json.dumps(report, indent=2)))
+    print("\n".join(plan_lines(report, config)))
+    return EXIT_OK
+
+
+def plan_lines(r: dict, config) -> list[str]:
+    """``aimcsim plan``'s table (cycles per sample; the bottleneck's share is 1)."""
+    timing = config.timing_model().preset
+    lines = [f"partition         {r['partition_rule']} {r['partition']} for K={len(r['partition'])} stages "
+             f"(weights cut {r['weights_partition']}: {r['weights_bottleneck_cycles_per_sample']:,.1f}; time cut "
+             f"{r['time_partition']}: {r['time_bottleneck_cycles_per_sample']:,.1f} cycles per sample at its "
+             f"slowest resource)",
+             f"probe             {r['probe_microbatches']} micro-batches of {r['microbatch_size']} on a copy of the "
+             f"network; timing {timing}; cycles per sample below",
+             f"{'stage':>5s}  {'F':>8s} {'B':>8s} {'U':>8s} {'T':>8s} {'link>':>8s} {'<link':>8s} {'busy':>9s} "
+             f"{'share':>6s}  layers"]
+    for s in r["stages"]:
+        names = s["layers"][0] + (f"..{s['layers'][-1]}" if len(s["layers"]) > 1 else "")
+        lines.append(f"{s['stage']:>5d}  {s['forward']:8.1f} {s['backward']:8.1f} {s['update']:8.1f} "
+                     f"{s['transfer']:8.1f} {s['link_forward']:8.1f} {s['link_backward']:8.1f} {s['busy']:9.1f} "
+                     f"{s['share_of_bottleneck']:6.2f}  {names}")
+    lines.append(f"bottleneck        {r['bottleneck_cycles_per_sample']:,.1f} cycles per sample (the pace of a "
+                 f"pipeline without flushes)")
+    if r["energy_pj_per_sample"]:
+        e = r["energy_pj_per_sample"]
+        lines.append(f"energy cut        {r['energy_partition']}: {e['energy'] / 1e3:,.2f} nJ per sample (time cut "
+                     f"{e['time'] / 1e3:,.2f}, weights cut {e['weights'] / 1e3:,.2f}; ops, links and static power "
+                     f"at each cut's pace)")
+    lines.append(f"{'schedule':24s} {'cycles/sample':>14s} {'bubble':>7s} {'energy/sample':>14s}")
+    for name, p in r["schedules"].items():
+        mark = " *" if name == r["schedule"] else ""
+        if "error" in p:
+            lines.append(f"{name + mark:24s} n/a: {p['error']}")
+            continue
+        energy = "" if p["energy_pj_per_sample"] is None else f"{p['energy_pj_per_sample'] / 1e3:11,.2f} nJ"
+        lines.append(f"{name + mark:24s} {p['cycles_per_sample']:14,.1f} {p['bubble_fraction']:7.3f} {energy:>14s}")
+    lines.append("* the config's schedule; predictions replay the probe's ops through each schedule's own event loop")
+    if r["note"]:
+        lines.append(f"note              {r['note']}")
+    return lines
 
 
 def cmd_presets(args: argparse.Namespace) -> int:
@@ -272,6 +330,17 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("config", metavar="CONFIG", help="YAML config file")
     val.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], help="override a config key")
     val.set_defaults(func=cmd_validate)
+
+    pl = sub.add_parser("plan", help="predict where to cut the network and each schedule's pace, without training",
+                        description="Probe a copy of the network on a few micro-batches, choose the partition the "
+                                    "config asks for (partition: time cuts for the least slowest stage or link), and "
+                                    "print each stage's predicted F/B/U/T and link time per sample, its share of the "
+                                    "bottleneck, and every schedule's predicted cycles, bubble fraction and energy "
+                                    "per sample on that cut.")
+    pl.add_argument("config", metavar="CONFIG", help="YAML config file")
+    pl.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], help="override a config key")
+    pl.add_argument("--json", metavar="PATH", help="also write the plan as JSON")
+    pl.set_defaults(func=cmd_plan)
 
     pr = sub.add_parser("presets", help="list aihwkit's device and RPU-config presets",
                         description="List the device presets (device: {preset: NAME}) and RPU-config presets "

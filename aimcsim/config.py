@@ -25,6 +25,7 @@ from .errors import ConfigError, did_you_mean, from_validation_error, parse_mode
 from .mapping import MappingConfig
 from .graph import analog_count, build_layers, has_batch_norm, has_convolutions
 from .params import IOParameters, UpdateParameters, parse_backward_io
+from .planner import PARTITION_RULES
 from .presets import apply_rpu_preset
 from .sim.actions import ActionList, read_action_list
 from .sim.feed import planned_items
@@ -131,7 +132,10 @@ class PipelineConfig(_Section):
     microbatches: int = Field(4, ge=1, description="micro-batches M per mini-batch (synchronous and list "
                                                    "schedules); schedule actions: from the file")
     microbatch_size: int = Field(1, ge=1, description="samples per micro-batch")
-    partition: list[int] | str = Field("balanced", description="'balanced' or layers per stage, e.g. [1, 2]")
+    partition: list[int] | str = Field("balanced", description="weights (alias balanced: weights times patches "
+                                                                "per stage), time (the planner's: the slowest "
+                                                                "stage or link is least), or analog layers per "
+                                                                "stage, e.g. [1, 2]")
     virtual_stages: int | None = Field(None, ge=1, description="stages per accelerator (interleaved_1f1b, "
                                                                "interleaved_zero_bubble: default 2; zbv_zero_bubble: 2)")
     update: Literal["flush", "immediate"] | None = Field(
@@ -182,8 +186,8 @@ class PipelineConfig(_Section):
     @field_validator("partition")
     @classmethod
     def _partition(cls, v: list[int] | str) -> list[int] | str:
-        if isinstance(v, str) and v != "balanced":
-            raise ValueError("must be 'balanced' or a list of layer counts per stage")
+        if isinstance(v, str) and v not in PARTITION_RULES:
+            raise ValueError(f"must be one of {', '.join(PARTITION_RULES)} or a list of analog layers per stage")
         return v
 
 
@@ -270,6 +274,9 @@ class Config(_Section):
             if any(c < 1 for c in p.partition) or sum(p.partition) != layers:
                 raise ValueError(f"pipeline.partition: {p.partition} must be positive layer counts "
                                  f"summing to the model's {layers} layers")
+        if p.partition == "energy" and not self.energy_model().enabled:
+            raise ValueError("pipeline.partition: energy needs an energy model to minimise; set energy.preset "
+                             "(isaac32) or use partition time")
         if p.microbatch_size == 1 and has_batch_norm(self.model):
             raise ValueError("pipeline.microbatch_size: batch norm normalises with the micro-batch's statistics, "
                              "and a micro-batch of 1 sample has none; use a larger micro-batch or norm kind "

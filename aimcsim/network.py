@@ -24,7 +24,7 @@ import numpy as np
 
 from .crossbar import make_crossbar
 from .errors import ConfigError
-from .graph import DATA
+from .graph import DATA, build_layers
 from .kernels import all_finite
 from .layers import Layer
 from .mapping import MappingConfig, mapped
@@ -272,6 +272,15 @@ class Stage:
         self._pending.clear()
         self.pending_rows = 0
         return reports
+
+
+def build_network(config, data) -> "Network":
+    """The network a config describes, for a data set's shapes (its weights depend only on the
+    seed and the layer sizes)."""
+    layers = build_layers(config.model, data.image_shape, data.n_inputs, data.n_outputs)
+    return Network(layers, config.model.loss, device=config.device_params(), update=config.update_params(),
+                   forward_io=config.forward_io(), backward_io=config.backward_io(), seed=config.seed,
+                   init_scale=config.model.init_scale, tile_size=config.model.tile_size, mapping=config.mapping)
 
 
 class Network:

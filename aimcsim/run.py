@@ -60,6 +60,13 @@ class Result:
         return tr.action_strings(self.trace)
 
 
+def partition_rule(partition: list[int] | str) -> str:
+    """How a run's partition was chosen: given (a list), weights (also ``balanced``) or time."""
+    if isinstance(partition, list):
+        return "given"
+    return "weights" if partition == "balanced" else partition
+
+
 def summarize(engine: Engine, wall: float) -> dict:
     """summary.json of a finished run: outcome, pipeline, samples and cycles, complexities, statistics."""
     cfg = engine.config
@@ -74,6 +81,9 @@ def summarize(engine: Engine, wall: float) -> dict:
         "schedule": cfg.pipeline.schedule,
         "stages": len(engine.stages),
         "partition": engine.partition,
+        "partition_rule": partition_rule(cfg.pipeline.partition),
+        "predicted_cycles_per_sample": engine.plan.predicted["cycles_per_sample"] if engine.plan else None,
+        "cycles_per_sample": cycles / engine.samples if engine.samples else None,
         "accelerators": engine.n_accelerators,
         "placement": list(engine.placement),
         "update": effective_update(cfg.pipeline.schedule, cfg.pipeline.update),

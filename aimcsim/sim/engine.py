@@ -26,8 +26,8 @@ from ..cost import CostModel
 from ..data import Dataset, load_dataset
 from ..errors import ConfigError
 from ..ops import SEND_ACTIVATIONS, SEND_ERRORS
-from ..graph import build_layers
-from ..network import LossHead, Network, balanced_partition, layer_costs
+from ..network import LossHead, build_network
+from ..planner import Plan, Replay, choose_partition, replay_loss, replay_stages
 from ..trace import Tracer
 from .accelerator import Accelerator, StagePort
 from .control import RunControl, SampleProbe
@@ -40,7 +40,8 @@ from .schedules import SCHEDULES, ScheduleSpec, effective_update, make_schedule
 class Engine:
     """One simulation run of a validated :class:`~aimcsim.config.Config`."""
 
-    def __init__(self, config: Config, data: Dataset | None = None, progress=None, sink=None) -> None:
+    def __init__(self, config: Config, data: Dataset | None = None, progress=None, sink=None,
+                 replay: Replay | None = None) -> None:
         self.config = cfg = config
         self.data = data if data is not None else load_dataset(cfg.data, cfg.seed)
         if cfg.model.loss == "cross_entropy" and self.data.y_train.dtype.kind == "f":
@@ -48,21 +49,22 @@ class Engine:
         self.timing = cfg.timing_model()
         self.energy = cfg.energy_model()
         self.cost = CostModel(self.timing, self.energy)
-        layers = build_layers(cfg.model, self.data.image_shape, self.data.n_inputs, self.data.n_outputs)
-        self.network = Network(layers, cfg.model.loss, device=cfg.device_params(), update=cfg.update_params(),
-                               forward_io=cfg.forward_io(), backward_io=cfg.backward_io(), seed=cfg.seed,
-                               init_scale=cfg.model.init_scale, tile_size=cfg.model.tile_size,
-                               mapping=cfg.mapping)
         p = cfg.pipeline
-        if self.network.n_layers < p.stages:
-            raise ConfigError(f"pipeline.stages: {p.stages} stages need at least as many analog layers "
-                              f"(the model has {self.network.n_layers})")
-        if isinstance(p.partition, list):
-            self.partition = list(p.partition)
-        else:
-            self.partition = balanced_partition(layer_costs(layers), p.stages)
-        self.stages = self.network.stages(self.partition)
-        self.n_items = planned_items(cfg, len(self.data.x_train))
+        self.plan: Plan | None = None  # what the planner predicted for a planned partition
+        if replay is None:
+            self.network = build_network(cfg, self.data)
+            if self.network.n_layers < p.stages:
+                raise ConfigError(f"pipeline.stages: {p.stages} stages need at least as many analog layers "
+                                  f"(the model has {self.network.n_layers})")
+            self.partition, self.plan = choose_partition(cfg, self.data, self.network)
+            self.stages = self.network.stages(self.partition)
+            self.n_items = planned_items(cfg, len(self.data.x_train))
+        else:  # a prediction: stages that replay the planner's probe, no arithmetic
+            self.network = None
+            self.partition = list(replay.partition)
+            self.stages = replay_stages(replay.units, self.partition, p.microbatch_size)
+            self.n_items = min(replay.items, planned_items(cfg, len(self.data.x_train)))
+        self.replay = replay
         self.schedule = make_schedule(p.schedule, ScheduleSpec(
             len(self.stages), p.microbatches, self.n_items, effective_update(p.schedule, p.update),
             p.virtual_stages or 1, cfg.action_list()))
@@ -73,8 +75,8 @@ class Engine:
         self.tracer = Tracer(len(self.stages), sink, energy=self.energy.enabled, placement=self.placement)
         self.control = RunControl(p.microbatch_size)
         self.probe = SampleProbe(len(self.stages))
-        self.evaluator = Evaluator(self.network, self.data, cfg.train, self.timing.clock_ghz, self.control,
-                                   self.energy_at if self.energy.enabled else None)
+        self.evaluator = None if replay else Evaluator(self.network, self.data, cfg.train, self.timing.clock_ghz,
+                                                       self.control, self.energy_at if self.energy.enabled else None)
         self.progress = progress
         self.accelerators: list[Accelerator] = []
         self.wall_run = 0.0
@@ -107,14 +109,15 @@ class Engine:
         ports[0].inputs = self.feed.inputs
         for port in ports:
             port.applied = self.probe
-        loss = ports[-1].loss = LossHead(cfg.model.loss, self.feed.targets)
+        loss = ports[-1].loss = LossHead(cfg.model.loss, self.feed.targets) if self.replay is None else replay_loss
         tracer = self.tracer
         self.probe.subscribe(lambda samples, cycle: tracer.digest() if tracer.digest_due() else None)
         if self.progress is not None:
             progress = self.progress
             self.probe.subscribe(lambda samples, cycle: progress(
                 samples, cycle, None if loss.last is None else float(np.mean(loss.last))))
-        self.probe.subscribe(self.evaluator.observe)
+        if self.evaluator is not None:
+            self.probe.subscribe(self.evaluator.observe)
         return accs
 
     def run(self) -> None:
@@ -122,7 +125,8 @@ class Engine:
         env = self.env = simpy.Environment()
         self.accelerators = accs = self._build(env)
         control = self.control
-        self.evaluator.evaluate(0, 0)
+        if self.evaluator is not None:
+            self.evaluator.evaluate(0, 0)
         for acc in accs:
             acc.start()
         t0 = time.perf_counter()
@@ -139,6 +143,8 @@ class Engine:
                                              f"no input is on its way")
         self.tracer.digest()
         self.wall_run = time.perf_counter() - t0
+        if self.evaluator is None:
+            return
         metrics = self.evaluator.metrics
         if control.status == "ok" and (not metrics or metrics[-1]["samples"] != self.probe.samples):
             self.evaluator.evaluate(self.probe.samples, int(env.now))
