@@ -178,7 +178,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def plan_lines(r: dict, config) -> list[str]:
     """``aimcsim plan``'s table (cycles per sample; the bottleneck's share is 1)."""
     timing = config.timing_model().preset
-    lines = [f"partition         {r['partition_rule']} {r['partition']} for K={len(r['partition'])} stages "
+    lines = []
+    if r["stage_options"]:
+        paces = ", ".join(f"K={k}: {o['cycles_per_sample']:,.1f}" for k, o in r["stage_options"].items())
+        lines.append(f"stages: auto      K={len(r['partition'])} ({config.pipeline.partition} rule); predicted "
+                     f"cycles per sample of {r['schedule']} by K: {paces}")
+    lines += [f"partition         {r['partition_rule']} {r['partition']} for K={len(r['partition'])} stages "
              f"(weights cut {r['weights_partition']}: {r['weights_bottleneck_cycles_per_sample']:,.1f}; time cut "
              f"{r['time_partition']}: {r['time_bottleneck_cycles_per_sample']:,.1f} cycles per sample at its "
              f"slowest resource)",

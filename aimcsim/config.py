@@ -127,8 +127,11 @@ class IOConfig(_Section):
 
 class PipelineConfig(_Section):
     schedule: str = Field("async", description="a registered schedule: " + ", ".join(SCHEDULES))
-    stages: int = Field(3, ge=1, description="number of stages K (pieces of the network), one per accelerator "
-                                             "unless virtual_stages places several; schedule actions: from the file")
+    stages: int | Literal["auto"] = Field(
+        3, description="number of stages K (pieces of the network), one per accelerator unless virtual_stages "
+                       "places several; schedule actions: from the file; auto: the planner picks K up to "
+                       "max_stages (partition time or energy)")
+    max_stages: int = Field(8, ge=1, description="stages: auto: the most stages the planner considers")
     microbatches: int = Field(4, ge=1, description="micro-batches M per mini-batch (synchronous and list "
                                                    "schedules); schedule actions: from the file")
     microbatch_size: int = Field(1, ge=1, description="samples per micro-batch")
@@ -143,6 +146,16 @@ class PipelineConfig(_Section):
                           "mini-batch, the default) or immediate (pulses at once)")
     actions: str | None = Field(None, description="schedule actions: a PyTorch _dump_csv action list (CSV)")
     _action_list: ActionList | None = PrivateAttr(None)  # the list as validated, read once
+    _auto: bool = PrivateAttr(False)  # stages: auto (stages then holds the most the planner may use)
+
+    @field_validator("stages", mode="before")
+    @classmethod
+    def _count_or_auto(cls, v: object) -> object:
+        if v == "auto":
+            return v
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError("must be a positive stage count or auto")
+        return v
 
     @model_validator(mode="before")
     @classmethod
@@ -174,6 +187,8 @@ class PipelineConfig(_Section):
             unused["actions"] = f"only schedule actions reads an action list (schedule is {self.schedule})"
         if self.stages == 1:
             unused["partition"] = "one stage holds every layer; there is nothing to partition"
+        if not self._auto:
+            unused["max_stages"] = "stages is a number; max_stages bounds the planner's choice under stages: auto"
         return unused
 
     @field_validator("schedule")
@@ -254,9 +269,11 @@ class Config(_Section):
 
     @model_validator(mode="after")
     def _consistent(self) -> "Config":
-        _resolve_pipeline(self.pipeline)
         layers = self.analog_layers()
         p = self.pipeline
+        if p.stages == "auto":
+            _auto_stages(p, layers)
+        _resolve_pipeline(self.pipeline)
         if layers == 0:
             raise ValueError("model.layers: must end with a linear output layer (the network has no analog layer)")
         if p.stages > layers:
@@ -302,7 +319,7 @@ class Config(_Section):
         unused |= prefixed("data", self.data.unused_keys())
         unused |= prefixed("model", self.model.unused_keys())
         unused |= prefixed("pipeline", self.pipeline.unused_keys())
-        if self.pipeline.stages == self.analog_layers() > 1:
+        if self.pipeline.stages == self.analog_layers() > 1 and not self.pipeline._auto:
             unused["pipeline.partition"] = (f"each of the {self.pipeline.stages} stages holds one of the "
                                             f"{self.analog_layers()} analog layers; there is one partition")
         unused |= prefixed("train", self.train.unused_keys(self.pipeline))
@@ -387,7 +404,27 @@ class Config(_Section):
             out.pop("sweep", None)
         if out.get("rpu_preset") is None:
             out.pop("rpu_preset", None)
+        if self.pipeline._auto:
+            out["pipeline"]["stages"] = "auto"
         return drop_unused(out, self.unused_keys())
+
+
+def _auto_stages(p: PipelineConfig, layers: int) -> None:
+    """``stages: auto``: check it can be planned, and hold the most stages the planner may use
+    (at most max_stages and the analog layers, a multiple of the stages per accelerator)."""
+    if p.partition not in ("time", "energy"):
+        raise ValueError("pipeline.stages: auto picks the stage count by the planner's prediction; set "
+                         "pipeline.partition: time or energy")
+    kind = SCHEDULES[p.schedule]
+    if kind.from_file:
+        raise ValueError("pipeline.stages: auto cannot be used with schedule actions (the action list fixes it)")
+    step = (p.virtual_stages or kind.virtual_stages or 1) if kind.virtual_stages else 1
+    most = min(p.max_stages, layers) // step * step
+    if most < 1:
+        raise ValueError(f"pipeline.max_stages: {p.max_stages} leaves no stage count for {step} stages per "
+                         f"accelerator")
+    p.stages = most
+    p._auto = True
 
 
 def _derive(p: PipelineConfig, key: str, value: object) -> None:

@@ -55,6 +55,8 @@ PREDICT_MAX_ITEMS = 512
 PARTITION_RULES = ("weights", "balanced", "time", "energy")
 #: ``energy``: how much slower than the time cut's pace an energy cut may be (the throughput bound)
 ENERGY_PACE_SLACK = 0.10
+#: ``stages: auto`` with ``partition: time``: the fewest stages whose predicted pace is within this of the fastest
+AUTO_STAGES_SLACK = 0.05
 
 
 @dataclass
@@ -422,6 +424,9 @@ def plan_report(config, data: Dataset) -> dict:
     from .config import load_config  # noqa: PLC0415
     from .network import balanced_partition, build_network  # noqa: PLC0415
 
+    options = None
+    if config.pipeline._auto:
+        config, options = choose_stages(config, data)
     p = config.pipeline
     mb = p.microbatch_size
     plan, units, costs = plan_partition(config, data, lambda: build_network(config, data))
@@ -461,4 +466,46 @@ def plan_report(config, data: Dataset) -> dict:
                                       for rule, c in (("weights", weights_cut), ("time", time_cut),
                                                       ("energy", energy_cut))} if energy else None),
             "probe_microbatches": len(units[0].forward), "schedule": p.schedule, "schedules": schedules,
+            "stage_options": ({k: {"partition": o["partition"], "cycles_per_sample": o["cycles_per_sample"],
+                                   "energy_pj_per_sample": o["energy_pj_per_sample"]} for k, o in options.items()}
+                              if options else None),
             "note": plan.single_layer_bound()}
+
+
+def choose_stages(config, data: Dataset) -> tuple[object, dict[int, dict]]:
+    """``stages: auto``: the config with the stage count the planner picks, and each count's
+    prediction. With ``partition: time``, the fewest stages whose predicted cycles per sample
+    (the config's schedule on its time cut) are within :data:`AUTO_STAGES_SLACK` of the
+    fastest count's; with ``energy``, the count of least predicted energy per sample. Counts
+    the schedule cannot take (stages per accelerator, micro-batches) are left out."""
+    from .config import load_config  # noqa: PLC0415
+    from .network import build_network  # noqa: PLC0415
+
+    resolved = config.resolved()
+    p = config.pipeline
+    units = probe(config, data, lambda: build_network(config, data))
+    costs = StageCosts(units, CostModel(config.timing_model(), config.energy_model()))
+    options: dict[int, dict] = {}
+    configs = {}
+    for k in range(1, p.stages + 1):
+        tree = {**resolved, "pipeline": {**resolved["pipeline"], "stages": k}}
+        tree["pipeline"].pop("max_stages", None)
+        try:
+            candidate = load_config(tree, unused="drop")
+        except ConfigError:
+            continue
+        if p.partition == "energy" and k > 1:
+            cut = energy_partition(costs, k, p.microbatch_size)
+        else:
+            cut = time_partition(costs, k)
+        options[k] = {"partition": cut, **predict(candidate, data, units, cut)}
+        configs[k] = candidate
+    if not options:
+        raise ConfigError(f"pipeline.stages: auto found no stage count up to {p.stages} that schedule "
+                          f"{p.schedule} can take")
+    if p.partition == "energy":
+        chosen = min(options, key=lambda k: (options[k]["energy_pj_per_sample"], k))
+    else:
+        fastest = min(o["cycles_per_sample"] for o in options.values())
+        chosen = min(k for k, o in options.items() if o["cycles_per_sample"] <= fastest * (1 + AUTO_STAGES_SLACK))
+    return configs[chosen], options

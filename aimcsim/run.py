@@ -83,6 +83,9 @@ def summarize(engine: Engine, wall: float) -> dict:
         "partition": engine.partition,
         "partition_rule": partition_rule(cfg.pipeline.partition),
         "predicted_cycles_per_sample": engine.plan.predicted["cycles_per_sample"] if engine.plan else None,
+        "stage_options": ({str(k): {"partition": o["partition"], "cycles_per_sample": o["cycles_per_sample"],
+                                    "energy_pj_per_sample": o["energy_pj_per_sample"]}
+                           for k, o in engine.stage_options.items()} if engine.stage_options else None),
         "cycles_per_sample": cycles / engine.samples if engine.samples else None,
         "accelerators": engine.n_accelerators,
         "placement": list(engine.placement),

@@ -80,17 +80,17 @@ def row(name: str, k: int, args) -> dict | None:
     if k > n:
         return None
     timed = Engine(config(net, path, "async", k, "time"))
-    plan = timed.plan
+    time_cut = timed.partition  # (K = layers: the one cut there is, no plan)
     weights_cut = Engine(config(net, path, "async", k, "balanced")).partition
     sequential = simulate(config(net, path, "sequential", 1, "balanced"))
     out = {"network": name, "K": k, "layers": n, "sequential_k1": sequential}
-    for rule, cut in (("weights", weights_cut), ("time", plan.partition)):
+    for rule, cut in (("weights", weights_cut), ("time", time_cut)):
         a = simulate(config(net, path, "async", k, cut))
         g = simulate(config(net, path, "gpipe", k, cut))
         out[rule] = {"cut": cut, "async": a, "gpipe": g, "async_speedup": sequential / a, "gpipe_over_async": g / a}
     # the ideal clock (F = B = 1 cycle per stage op, U = 0): GPipe over async, the paper's ratio
-    out["ideal_gpipe_over_async"] = (simulate(config(net, path, "gpipe", k, plan.partition, "ideal"))
-                                     / simulate(config(net, path, "async", k, plan.partition, "ideal")))
+    out["ideal_gpipe_over_async"] = (simulate(config(net, path, "gpipe", k, time_cut, "ideal"))
+                                     / simulate(config(net, path, "async", k, time_cut, "ideal")))
     # the best contiguous cut for async: all simulated, or the fastest predicted simulated
     cfg = config(net, path, "async", k, "time")
     data = timed.data

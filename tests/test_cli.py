@@ -121,7 +121,7 @@ def test_real_process_exit_code_and_no_traceback(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "aimcsim.cli", "run", bad], capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == ["error: pipeline.stagse: unknown key (did you mean 'stages'?); "
-                                                "allowed: actions, microbatch_size, microbatches, partition, "
+                                                "allowed: actions, max_stages, microbatch_size, microbatches, partition, "
                                                 "schedule, stages, update, virtual_stages"]
 
 

@@ -189,3 +189,31 @@ def test_the_energy_cut_spends_least_within_the_pace_bound():
         assert energy_per_microbatch(costs, plans[tuple(chosen)]) <= energy_per_microbatch(costs, frugal)
     with pytest.raises(ConfigError, match="pipeline.partition: energy needs an energy model"):
         aimcsim.load_config(_with(RESIDUAL, pipeline={"partition": "energy"}))
+
+
+def test_auto_stages_take_the_fewest_within_five_percent_of_the_fastest(tmp_path):
+    from aimcsim.planner import AUTO_STAGES_SLACK
+
+    cfg = _with(EIGHT_LAYERS, pipeline={"stages": "auto", "max_stages": 6})
+    result = aimcsim.simulate(aimcsim.load_config(cfg), out=tmp_path / "run")
+    options = {int(k): v["cycles_per_sample"] for k, v in result.summary["stage_options"].items()}
+    assert sorted(options) == [1, 2, 3, 4, 5, 6]
+    fastest = min(options.values())
+    chosen = result.summary["stages"]
+    assert options[chosen] <= fastest * (1 + AUTO_STAGES_SLACK)
+    assert all(options[k] > fastest * (1 + AUTO_STAGES_SLACK) for k in options if k < chosen)
+    assert options[1] > 2 * options[chosen]  # deeper is faster here
+    assert "stages: auto" in (tmp_path / "run" / "config.yaml").read_text()  # re-running re-plans the same way
+
+
+@pytest.mark.parametrize("pipeline,message", [
+    ({"stages": "auto"}, "pipeline.stages: auto picks the stage count by the planner's prediction; set "
+                         "pipeline.partition: time or energy"),
+    ({"stages": "many"}, "pipeline.stages: must be a positive stage count or auto"),
+    ({"stages": 0}, "pipeline.stages: must be a positive stage count or auto"),
+    ({"stages": 2, "max_stages": 4}, "pipeline.max_stages: stages is a number"),
+])
+def test_bad_stage_settings_are_refused_in_one_line(pipeline, message):
+    base = _with(EIGHT_LAYERS, pipeline={"partition": "weights"}) if pipeline.get("stages") == "auto" else EIGHT_LAYERS
+    with pytest.raises(ConfigError, match=message):
+        aimcsim.load_config(_with(base, pipeline=pipeline))

@@ -27,7 +27,7 @@ from ..data import Dataset, load_dataset
 from ..errors import ConfigError
 from ..ops import SEND_ACTIVATIONS, SEND_ERRORS
 from ..network import LossHead, build_network
-from ..planner import Plan, Replay, choose_partition, replay_loss, replay_stages
+from ..planner import Plan, Replay, choose_partition, choose_stages, replay_loss, replay_stages
 from ..trace import Tracer
 from .accelerator import Accelerator, StagePort
 from .control import RunControl, SampleProbe
@@ -44,6 +44,10 @@ class Engine:
                  replay: Replay | None = None) -> None:
         self.config = cfg = config
         self.data = data if data is not None else load_dataset(cfg.data, cfg.seed)
+        self.stage_options: dict[int, dict] | None = None  # stages: auto: every count's prediction
+        if replay is None and cfg.pipeline._auto:
+            cfg, self.stage_options = choose_stages(cfg, self.data)
+            self.config = cfg
         if cfg.model.loss == "cross_entropy" and self.data.y_train.dtype.kind == "f":
             raise ConfigError("model.loss: cross_entropy needs class labels; use mse for a regression data set")
         self.timing = cfg.timing_model()
