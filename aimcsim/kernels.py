@@ -51,6 +51,9 @@ PARALLEL_MIN_SIZE = 131072
 # results combine in block order, so results are bit-identical for any thread count, and up
 # to ROW_BLOCKS cores share the work.
 ROW_BLOCKS = 16
+# Slots of a pulse train held in one word; longer trains (aihwkit allows any desired_bl) take
+# several words per element and a path of their own (:func:`_fire_long_vector`).
+MASK_SLOTS = 64
 
 
 _ABS_BITS = np.uint32(0x7FFFFFFF)
@@ -627,6 +630,117 @@ def _fire_rows_threaded(weights: np.ndarray, device, d: np.ndarray, bl: int, gro
 
 
 @njit(cache=True)
+def _stochastic_long_trains(values: np.ndarray, prob_scale: float, bl: int, state: np.uint64,
+                            masks: np.ndarray) -> np.uint64:
+    """:func:`_stochastic_trains` for trains longer than one word: slot t of element j is bit
+    t % 64 of word t // 64 of ``masks[j]`` (as many words as the train needs)."""
+    for j in range(values.shape[0]):
+        p = min(abs(values[j]) * prob_scale, 1.0)
+        for w in range(masks.shape[1]):
+            masks[j, w] = np.uint64(0)
+        if p > 0.0:
+            for t in range(bl):
+                state, u = next_uniform(state)
+                masks[j, t >> 6] |= np.uint64(u < p) << np.uint64(t & 63)
+    return state
+
+
+@njit(cache=True)
+def _long_counts(d_row: np.ndarray, x_masks: np.ndarray, firing: np.ndarray, n_firing: int,
+                 counts: np.ndarray) -> int:
+    """Coincidences of one row's multi-word train with every firing column's; returns their sum."""
+    total = 0
+    for k in range(n_firing):
+        x_row = x_masks[firing[k]]
+        c = 0
+        for w in range(d_row.shape[0]):
+            c += _popcount(d_row[w] & x_row[w])
+        counts[k] = c
+        total += c
+    return total
+
+
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
+def _fire_long_vector(weights, device, x, d, bl, a_scale, b_scale, sub_key, apparent, reference, write_noise,
+                      viewed) -> int:
+    """One stochastic (x, d) pair whose trains are longer than 64 slots: multi-word trains, and
+    each firing column fires its own coincidence count (no grouping). Row i draws its
+    cycle-to-cycle noise from (sub_key, i) and its write noise from (sub_key, n_out + 2 + i),
+    as the short path does; returns the pulses fired."""
+    block, model, shared = device
+    n_out, n_in = weights.shape
+    words = (bl + 63) // 64
+    x_masks = np.empty((n_in, words), dtype=np.uint64)
+    d_masks = np.empty((n_out, words), dtype=np.uint64)
+    _stochastic_long_trains(x, b_scale, bl, stream(sub_key, np.uint64(n_out)), x_masks)
+    _stochastic_long_trains(d, a_scale, bl, stream(sub_key, np.uint64(n_out + 1)), d_masks)
+    firing = np.empty(n_in, dtype=np.int64)
+    up_if_d_pos = np.empty(n_in, dtype=np.bool_)
+    n_firing = 0
+    for j in range(n_in):
+        fires = False
+        for w in range(words):
+            fires = fires or x_masks[j, w] != np.uint64(0)
+        if fires:
+            firing[n_firing] = j
+            up_if_d_pos[n_firing] = x[j] < 0.0  # dW = -lr d x > 0 when the signs differ
+            n_firing += 1
+    counts = np.empty(max(n_firing, 1), dtype=np.int64)
+    noisy = shared[G_STD] > 0.0
+    std = np.float32(shared[G_STD])
+    mult = shared[G_MULT_NOISE] > 0.0 or model == CONSTANT_STEP
+    linear_family = model == SOFT_BOUNDS or model == LINEAR_STEP or model == CONSTANT_STEP
+    room = n_in * bl + 1  # fill_normals32 writes an even count
+    noise = np.empty(room, dtype=np.float32) if noisy else np.zeros(room, dtype=np.float32)
+    scratch = np.empty(normals32_scratch(n_in * bl) if noisy else 0, dtype=np.uint64)
+    written = np.zeros(n_in + 1, dtype=np.float32)
+    written_scratch = np.empty(normals32_scratch(n_in), dtype=np.uint64)
+    fired = 0
+    for i in range(n_out):
+        total = _long_counts(d_masks[i], x_masks, firing, n_firing, counts)
+        if total == 0:
+            continue
+        if noisy:
+            fill_normals32(stream(sub_key, np.uint64(i)), noise, total, scratch)
+        d_positive = d[i] > 0.0
+        q = np.uint64(0)
+        w_row = weights[i]
+        for k in range(n_firing):
+            n = counts[k]
+            if n == 0:
+                continue
+            up = up_if_d_pos[k] == d_positive
+            if linear_family:
+                q = _fire_linear(w_row, block[P_WMAX, i], block[P_WMIN, i],
+                                 block[P_SCALE_UP if up else P_SCALE_DOWN, i],
+                                 block[P_SHAPE_UP if up else P_SHAPE_DOWN, i], firing, k, k + 1, n, up, model,
+                                 std, mult, noise, q)
+            else:
+                q = _fire_generic(weights, block, firing, k, k + 1, i, n, up, model, shared, noise, q)
+        fired += total
+        if viewed:  # the apparent weights of the devices this row fired on
+            touched = 0
+            for k in range(n_firing):
+                if counts[k] > 0:
+                    touched += 1
+            if write_noise > 0.0:
+                fill_normals32(stream(sub_key, np.uint64(n_out + 2 + i)), written, touched, written_scratch)
+            p = 0
+            for k in range(n_firing):
+                if counts[k] == 0:
+                    continue
+                j = firing[k]
+                v = weights[i, j]
+                if reference.shape[0] > 0:
+                    v -= reference[i, j]
+                if write_noise > 0.0:
+                    v += np.float32(write_noise) * written[p]
+                    p += 1
+                apparent[i, j] = v
+    return fired
+
+
+@njit(cache=True)
 def pulsed_update(weights: np.ndarray, block: np.ndarray, model: int, shared: np.ndarray,
                   xs: np.ndarray, ds: np.ndarray, lr: float, dw_min: float, desired_bl: int,
                   fixed_bl: bool, bl_management: bool, management: bool, grad_scale: float,
@@ -636,7 +750,8 @@ def pulsed_update(weights: np.ndarray, block: np.ndarray, model: int, shared: np
 
     Stochastic: x_j and d_i become Bernoulli pulse trains of BL slots with probabilities
     B|x_j| and A|d_i| (update management); cross-point (i, j) fires once per slot where both
-    trains pulse. Deterministic implicit: it fires round(BL * A|d_i| * B|x_j|) times.
+    trains pulse. Trains of up to 64 slots are one word per element and columns with equal
+    trains fire as a group; longer ones take as many words as they need. Deterministic implicit: it fires round(BL * A|d_i| * B|x_j|) times.
     Crossbars of at least ``PARALLEL_MIN_SIZE`` cross-points fire their rows on all threads.
     ``weights`` are the device states; with ``viewed`` the touched devices' ``apparent`` weights
     (what reads see: w - reference + write noise) are refreshed too (an empty ``reference``: none).
@@ -659,6 +774,10 @@ def pulsed_update(weights: np.ndarray, block: np.ndarray, model: int, shared: np
         slots += bl
         max_bl = max(max_bl, bl)
         sub_key = stream(key, np.uint64(b))
+        if bl > MASK_SLOTS and not deterministic:  # trains longer than one word
+            fired += _fire_long_vector(weights, device, x, d, bl, a_scale, b_scale, sub_key, apparent, reference,
+                                       write_noise, viewed)
+            continue
         groups = _plan_vector(x, d, bl, a_scale, b_scale, deterministic, sub_key, plan)
         if threaded:
             fired += _fire_rows_threaded(weights, device, d, bl, groups, deterministic, sub_key, plan)

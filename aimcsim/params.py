@@ -116,7 +116,7 @@ class UpdateParameters(BaseModel):
         "stochastic_compressed",
         description="stochastic pulse trains, deterministic pulse counts, the expected device "
                     "response (the theory's model), or exact floating point")
-    desired_bl: int = Field(31, ge=1, le=64, description="(maximal) pulse-train length BL")
+    desired_bl: int = Field(31, ge=1, description="(maximal) pulse-train length BL (any length, as aihwkit)")
     fixed_bl: bool = Field(True, description="without update-BL management, always use desired_bl")
     update_bl_management: bool = Field(
         True, description="BL = min(ceil(lr*max|x|*max|d|/dw_min), desired_bl)")

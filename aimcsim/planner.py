@@ -118,9 +118,10 @@ class Plan:
         k = len(self.stages)
         total = sum(s.busy for s in self.stages)
         slowest = max(self.stages, key=lambda s: s.bound)
+        mb = self.microbatch_size
         if k > 1 and slowest.units[1] - slowest.units[0] == 1 and slowest.busy > total / k * 1.05:
-            return (f"layer {slowest.names[0]} alone sets the pace: {slowest.busy:.0f} cycles per micro-batch, "
-                    f"more than a fair share ({total / k:.0f} = total / {k}); no cut can balance it")
+            return (f"layer {slowest.names[0]} alone sets the pace: {slowest.busy / mb:,.0f} cycles per sample, "
+                    f"more than a fair share ({total / k / mb:,.0f} = total / {k}); no cut can balance it")
         return None
 
 

@@ -138,7 +138,6 @@ _CTTV2 = {"ReRamES": (0.5, 1000, 0.01, 31), "ReRamSB": (0.5, 1000, 0.01, 31), "C
 _AGAD = {"ReRamES": (0.5, 1000, 5.0, 0.02, 31), "ReRamSB": (0.5, 1000, 5.0, 0.02, 31),
          "Capacitor": (0.1, 1000, 20.0, 0.01, 31), "EcRam": (0.1, 750, 50.0, 0.005, 31),
          "EcRamMO": (0.1, 500, 50.0, 0.005, 100), "Idealized": (0.1, 500, 50.0, 0.005, 100)}
-_LONG_TRAINS = "a desired_bl of 100, beyond aimcsim's pulse trains of at most 64 slots"
 
 
 def _algorithm(pattern: str, family: str) -> tuple[dict | None, dict, str | None]:
@@ -165,7 +164,7 @@ def _algorithm(pattern: str, family: str) -> tuple[dict | None, dict, str | None
         fast_lr, granularity, tail, chop, bl = _AGAD[family]
         fields = {"type": "dynamic_transfer_compound", **chopped, "fast_lr": fast_lr, "auto_granularity": granularity,
                   "tail_weightening": tail, "in_chop_prob": chop}
-    return fields, {**PRESET_UPDATE, "desired_bl": bl}, (_LONG_TRAINS if bl > 64 else None)
+    return fields, {**PRESET_UPDATE, "desired_bl": bl}, None
 
 
 def _rpu_presets() -> dict[str, RPUPreset]:

@@ -13,6 +13,8 @@ from aimcsim.cli import main
 from aimcsim.compounds import parse_device
 from aimcsim.devices import P_WMAX, P_WMIN
 from aimcsim.presets import DEVICE_PRESETS, RPU_PRESETS
+from aimcsim.crossbar import make_crossbar
+from aimcsim.sim import Engine
 
 ZERO_X, ZERO_D = np.zeros(30, np.float32), np.zeros(40, np.float32)
 
@@ -104,8 +106,6 @@ def test_rpu_preset_fills_device_update_and_io_and_explicit_keys_win():
 
 @pytest.mark.parametrize("data,expected", [
     ({"rpu_preset": "EcRamPreseet"}, "rpu_preset: unknown preset 'EcRamPreseet' (did you mean 'EcRamPreset'?)"),
-    ({"rpu_preset": "TTv2EcRamPreset"}, "rpu_preset: TTv2EcRamPreset needs what aimcsim does not have yet: a desired_bl of 100"),
-    ({"rpu_preset": "AGADIdealizedPreset"}, "rpu_preset: AGADIdealizedPreset needs what aimcsim does not have yet"),
     ({"rpu_preset": "TikiTakaEcRamPreset", "device": {"type": "soft_bounds"}},
      "device.type: 'soft_bounds' conflicts with rpu_preset TikiTakaEcRamPreset, whose device is a transfer_compound"),
     ({"rpu_preset": "AGADEcRamPreset", "device": {"preset": "EcRamPresetDevice"}}, "device.preset: EcRamPresetDevice conflicts"),
@@ -136,7 +136,7 @@ def test_presets_command_lists_every_preset_with_what_it_models(capsys):
         for algorithm in ("{}Preset", "TikiTaka{}Preset", "TTv2{}Preset", "ChoppedTTv2{}Preset", "AGAD{}Preset",
                           "MixedPrecision{}Preset"):
             assert algorithm.format(family) in RPU_PRESETS
-    assert "not yet" in out  # presets with pulse trains longer than 64 slots
+    assert "not yet" not in out  # every preset runs (those with trains of 100 slots included)
 
 
 def test_validate_shows_a_preset_fully_resolved(tmp_path, capsys):
@@ -237,3 +237,31 @@ def test_the_reram_presets_now_run():
                               "train": {"epochs": 1, "target": None}})
         assert r.summary["status"] == "ok"
     assert parse_device({"preset": "ReRamSBPresetDevice"}).write_noise_std == 56
+
+
+LONG_TRAIN_PRESETS = [name for name, p in RPU_PRESETS.items() if p.update.get("desired_bl", 0) > 64]
+
+
+def test_the_presets_with_trains_of_100_slots_are_the_eight_aihwkit_has():
+    assert sorted(LONG_TRAIN_PRESETS) == sorted(
+        ["TTv2EcRamPreset", "ChoppedTTv2EcRamPreset", "TTv2EcRamMOPreset", "ChoppedTTv2EcRamMOPreset",
+         "AGADEcRamMOPreset", "TTv2IdealizedPreset", "ChoppedTTv2IdealizedPreset", "AGADIdealizedPreset"])
+
+
+@pytest.mark.parametrize("name", LONG_TRAIN_PRESETS)
+def test_presets_with_long_pulse_trains_run(name):
+    """desired_bl 100 (refused while trains held 64 slots): the run finishes, and an update fires
+    trains within the preset's cap (c-TTv2 and AGAD scale theirs to about fast_lr x desired_bl;
+    tests/test_tile_update.py checks trains beyond 64 slots)."""
+    cfg = aimcsim.load_config({"rpu_preset": name, "data": {"name": "digits", "max_train": 40},
+                               "model": {"hidden": [16]}, "pipeline": {"schedule": "sequential", "stages": 1},
+                               "train": {"lr": 0.5, "epochs": 1, "eval_every": 40, "target": None}})
+    assert cfg.update_params().desired_bl == 100
+    engine = Engine(cfg)
+    engine.run()
+    assert engine.control.status == "ok"
+    grid = make_crossbar(8, 12, 512, 0, device=cfg.device_params(), update=cfg.update_params(),
+                         forward_io=cfg.forward_io(), backward_io=cfg.backward_io())
+    rng = np.random.default_rng(0)
+    grid.update(rng.uniform(-1, 1, (4, 12)).astype(np.float32), rng.uniform(-100, 100, (4, 8)).astype(np.float32), 1.0)
+    assert 1 <= grid.last_report.max_bl <= 100 and grid.last_report.coincidences > 0

@@ -18,7 +18,7 @@ from aimcsim import AnalogTile
     ({"device": "soft_bounds"}, r"device: expected a mapping"),
     ({"update": {"pulse_type": "stochastic"}}, r"update\.pulse_type: .*stochastic_compressed"),
     ({"update": {"desired_bl": 0}}, r"update\.desired_bl"),
-    ({"update": {"desired_bl": 65}}, r"update\.desired_bl"),
+    ({"update": {"desired_bl": 2.5}}, r"update\.desired_bl"),
     ({"update": {"sto_round": True}}, r"update.*sto_round.*does not model"),
     ({"forward_io": {"out_noise": -1.0}}, r"io\.forward\.out_noise"),
     ({"forward_io": {"noise_management": "abs"}}, r"io\.forward\.noise_management"),

@@ -202,3 +202,40 @@ def test_counting_sort_is_a_stable_argsort():
         order = np.empty(1000, np.int64)
         kernels._counting_sort(keys, n_keys, order)
         np.testing.assert_array_equal(order, np.argsort(keys, kind="stable"))
+
+
+@pytest.mark.parametrize("desired_bl", [65, 100, 255])
+def test_trains_longer_than_a_word_keep_the_mean_update(desired_bl):
+    """Pulse trains of more than 64 slots (several words per element): E[dW] = -lr d x^T and
+    the realised BL is aihwkit's, within a tolerance from the trial count (as above)."""
+    out_size, in_size, trials = 4, 5, 2000
+    lr, dw_min, std = 0.5, 0.001, 0.3
+    device = {"type": "constant_step", "dw_min": dw_min, "dw_min_std": std, "w_max": 1000.0,
+              "w_min": -1000.0, **NO_VARIATION}
+    update = {"desired_bl": desired_bl, "update_bl_management": False}  # fixed BL = desired_bl
+    tile = AnalogTile(out_size, in_size, device=device, update=update, seed=3)
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, in_size).astype(np.float32)
+    d = (0.1 * rng.standard_normal(out_size)).astype(np.float32)
+    before = tile.get_weights()
+    for _ in range(trials):
+        tile.update(x, d, lr)
+    assert tile.last_report.max_bl == desired_bl
+    mean_dw = (tile.get_weights().astype(np.float64) - before) / trials
+    expected = -lr * np.outer(d, x)
+    p = np.clip(np.abs(expected) / (desired_bl * dw_min), 0, 1)
+    var = dw_min**2 * (desired_bl * p * (1 - p) + desired_bl * p * std**2)
+    tolerance = 5 * np.sqrt(var / trials) + 1e-6  # 5 sigma, fixed seed
+    assert np.all(np.abs(mean_dw - expected) <= tolerance), np.max(np.abs(mean_dw - expected) / tolerance)
+    assert np.max(expected) / (desired_bl * dw_min) < 1  # probabilities below 1: the trains are really that long
+
+
+def test_long_trains_are_bit_reproducible():
+    runs = []
+    for _ in range(2):
+        tile = AnalogTile(6, 9, device={"type": "soft_bounds"}, update={"desired_bl": 200, "update_bl_management": False},
+                          seed=11)
+        rng = np.random.default_rng(2)
+        tile.update(rng.uniform(-1, 1, (3, 9)), rng.uniform(-1, 1, (3, 6)), 0.3)
+        runs.append(tile.get_weights())
+    np.testing.assert_array_equal(*runs)
