@@ -128,7 +128,9 @@ class Plan:
 # ----------------------------------------------------------------------------- the probe
 def probe(config, data: Dataset, network_factory, micro_batches: int = PROBE_MICROBATCHES) -> list[UnitProbe]:
     """Run ``micro_batches`` of the config's training on a fresh network (``network_factory()``),
-    unit by unit, and keep every op's reports (see the module doc)."""
+    unit by unit, and keep every op's reports (see the module doc). Updates come as in the run:
+    after every micro-batch, or, for a flushing schedule, once per mini-batch of M (then the
+    probe runs whole mini-batches, and a mini-batch's update reports go to its first item)."""
     from .network import LossHead, layer_costs  # noqa: PLC0415 (the network imports the sim's helpers)
     from .sim.feed import DataFeed  # noqa: PLC0415
 
@@ -136,10 +138,11 @@ def probe(config, data: Dataset, network_factory, micro_batches: int = PROBE_MIC
     network = network_factory()
     units = network.stages([1] * network.n_layers)
     weights = layer_costs(network.all_layers)
-    n_items = max(1, micro_batches)
+    group = update_group(config)
+    n_items = max(1, micro_batches, group)
+    n_items = -(-n_items // group) * group
     feed = DataFeed(data, p.microbatch_size, n_items, config.seed)
     loss = LossHead(config.model.loss, feed.targets)
-    lr = probe_learning_rate(config)
     out = [UnitProbe(u.layers[0].name, weights=w) for u, w in zip(units, weights)]
     with np.errstate(over="ignore", invalid="ignore"):
         for item in range(n_items):
@@ -159,20 +162,22 @@ def probe(config, data: Dataset, network_factory, micro_batches: int = PROBE_MIC
                     out[u - 1].returns.append(int(grad.size))
             out[-1].returns.append(0)
             for u, unit in enumerate(units):
-                out[u].update.append(unit.update(lr, config.train.minibatch_reduction))
-                out[u].transfer.append(list(unit.last_transfers))
+                out[u].update.append([])
+                out[u].transfer.append([])
+            if (item + 1) % group == 0:  # the update the run makes here, held by the group's first item
+                first = item + 1 - group
+                for u, unit in enumerate(units):
+                    out[u].update[first] = unit.update(config.train.lr, config.train.minibatch_reduction)
+                    out[u].transfer[first] = list(unit.last_transfers)
     return out
 
 
-def probe_learning_rate(config) -> float:
-    """The learning rate that gives each probe vector the step it gets in the run: a flush with
-    ``mean`` divides by all M micro-batches' samples, the probe updates after each one."""
+def update_group(config) -> int:
+    """Micro-batches per update in the run: M for a schedule that flushes its mini-batches, else 1."""
     p = config.pipeline
-    update = effective_update(p.schedule, p.update)
-    flushes = is_synchronous(p.schedule, p.update) and SCHEDULES[p.schedule].minibatches
-    if flushes and update == "flush" and config.train.minibatch_reduction == "mean":
-        return config.train.lr / p.microbatches
-    return config.train.lr
+    flushes = (is_synchronous(p.schedule, p.update) and SCHEDULES[p.schedule].minibatches
+               and effective_update(p.schedule, p.update) == "flush")
+    return p.microbatches if flushes else 1
 
 
 # ----------------------------------------------------------------------------- stage costs
@@ -372,6 +377,8 @@ def predict(config, data: Dataset, units: list[UnitProbe], partition: list[int],
     the accelerators' busy share and energy per sample (None without an energy model)."""
     from .sim.engine import Engine  # noqa: PLC0415 (the engine imports the planner)
 
+    group = config.pipeline.microbatches if SCHEDULES[config.pipeline.schedule].minibatches else 1
+    items = max(group, items // group * group)  # whole mini-batches
     engine = Engine(config, data, replay=Replay(units, list(partition), items))
     engine.run()
     if engine.control.status != "ok":
@@ -404,15 +411,27 @@ def plan_partition(config, data: Dataset, network_factory) -> tuple[Plan, list[U
 
 
 def choose_partition(config, data: Dataset, network) -> tuple[list[int], Plan | None]:
-    """The run's partition: an explicit list, the weights rule (no probe), or the planner's
-    (``time``: probed on a copy of ``network``'s config, so the run itself is untouched)."""
+    """The run's partition (an explicit list, the weights rule, or the planner's) and its plan
+    with the predicted pace of the run's schedule. The probe trains a copy of ``network``'s
+    config, so the run itself is untouched. Only the planner's rules need the probe: for the
+    others a probe that fails (a non-finite loss on its first micro-batches) leaves the run
+    without a prediction rather than refusing it."""
     from .network import balanced_partition, build_network, layer_costs  # noqa: PLC0415
 
     p = config.pipeline
-    if isinstance(p.partition, list):
-        return list(p.partition), None
-    if p.partition in ("weights", "balanced") or p.stages == 1:
-        return balanced_partition(layer_costs(network.all_layers), p.stages), None
+    planned = p.partition in ("time", "energy") and p.stages > 1
+    if not planned:
+        partition = (list(p.partition) if isinstance(p.partition, list)
+                     else balanced_partition(layer_costs(network.all_layers), p.stages))
+        try:
+            units = probe(config, data, lambda: build_network(config, data))
+            costs = StageCosts(units, CostModel(config.timing_model(), config.energy_model()))
+            plan = costs.plan(partition, "given" if isinstance(p.partition, list) else "weights",
+                              p.microbatch_size)
+            plan.predicted = predict(config, data, units, partition)
+        except ConfigError:
+            plan = None
+        return partition, plan
     plan, units, _ = plan_partition(config, data, lambda: build_network(config, data))
     plan.predicted = predict(config, data, units, plan.partition)
     return plan.partition, plan
@@ -443,7 +462,7 @@ def plan_report(config, data: Dataset) -> dict:
                        "share_of_bottleneck": s.bound / plan.bottleneck if plan.bottleneck else 1.0})
     resolved = config.resolved()
     schedules: dict[str, dict] = {}
-    probes = {probe_learning_rate(config): units}
+    probes = {update_group(config): units}
     for name, kind in SCHEDULES.items():
         if kind.from_file:
             continue
@@ -451,10 +470,10 @@ def plan_report(config, data: Dataset) -> dict:
         tree["pipeline"].pop("actions", None)
         try:
             other = load_config(tree, unused="drop")
-            lr = probe_learning_rate(other)
-            if lr not in probes:
-                probes[lr] = probe(other, data, lambda: build_network(other, data))
-            schedules[name] = predict(other, data, probes[lr], plan.partition)
+            group = update_group(other)
+            if group not in probes:
+                probes[group] = probe(other, data, lambda: build_network(other, data))
+            schedules[name] = predict(other, data, probes[group], plan.partition)
         except ConfigError as exc:
             schedules[name] = {"error": str(exc)}
     return {"partition_rule": plan.rule, "partition": plan.partition, "weights_partition": weights_cut,

@@ -19,6 +19,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import aimcsim  # noqa: E402
@@ -49,7 +50,7 @@ def main() -> None:
                     over = ["sweep=null", f"pipeline.schedule={schedule}", "pipeline.partition=time",
                             f"timing.preset={timing}", f"data.max_train={args.samples}", "train.epochs=1",
                             "train.eval_every=1000000000", "train.target=null", "pipeline.actions=null"]
-                    name = aimcsim.load_config(path, ["sweep=null"], unused="keep").data.name
+                    name = (yaml.safe_load(path.read_text()).get("data") or {}).get("name", "digits")
                     if name in paths:
                         over.append(f"data.path={paths[name]}")
                     try:

@@ -55,6 +55,7 @@ def run_logged(stages: int, schedule: str):
     network.Stage.forward, network.Stage.backward, network.Stage.update = forward, backward, update
     try:
         engine = Engine(aimcsim.load_config(cfg))
+        log.clear()  # the planner's probe (a copy of the network) ran its own stages while the engine was built
         engine.run()
     finally:
         for name, method in originals.items():

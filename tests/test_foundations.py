@@ -62,7 +62,8 @@ def test_a_new_crossbar_kind_is_one_class_and_one_registration(monkeypatch):
     register_tile_kind(["constant_step"], CountingTile)
     r = aimcsim.simulate(small(device={"type": "constant_step"}, model={"tile_size": 4}))
     assert r.summary["status"] == "ok"
-    assert len(built) == 2 * 2 + 2 * 3 + 1 * 3  # [W | b] of 8x7, 8x9 and 3x9 on tiles of at most 4 x 4
+    # [W | b] of 8x7, 8x9 and 3x9 on tiles of at most 4 x 4, for the run and for the planner's probe copy
+    assert len(built) == 2 * (2 * 2 + 2 * 3 + 1 * 3)
     assert all(t.update_params.pulse_type == "stochastic_compressed" for t in built)
 
 
