@@ -226,33 +226,38 @@ class StageCosts:
                     microbatch_size)
 
 
-def time_partition(costs: StageCosts, stages: int) -> list[int]:
-    """The contiguous partition into ``stages`` groups whose slowest resource is least; ties
-    broken by the weights each stage holds (the ``weights`` partition's objective)."""
-    n = len(costs.units)
+def _best_cut(n: int, stages: int, extend) -> list[int]:
+    """The contiguous cut of n units into ``stages`` groups whose value is least, by dynamic
+    programming: ``extend(value so far, start, end)`` is the value with units start..end-1 as
+    the next group (None: not allowed); values compare as tuples."""
     if stages > n:
         raise ConfigError(f"pipeline.stages: {stages} stages need at least as many layers (the model has {n})")
-    weights = np.concatenate([[0.0], np.cumsum([u.weights for u in costs.units])])
-    inf = (math.inf, math.inf)
-    best = [[inf] * (n + 1) for _ in range(stages + 1)]
+    best: list[list[tuple | None]] = [[None] * (n + 1) for _ in range(stages + 1)]
     cut = [[0] * (n + 1) for _ in range(stages + 1)]
     best[0][0] = (0.0, 0.0)
     for s in range(1, stages + 1):
         for end in range(s, n - (stages - s) + 1):
             for start in range(s - 1, end):
                 prev = best[s - 1][start]
-                if prev == inf:
-                    continue
-                here = costs.stage(start, end)
-                value = (max(prev[0], here.bound), max(prev[1], weights[end] - weights[start]))
-                if value < best[s][end]:
+                value = None if prev is None else extend(prev, start, end)
+                if value is not None and (best[s][end] is None or value < best[s][end]):
                     best[s][end], cut[s][end] = value, start
+    if best[stages][n] is None:
+        raise ConfigError(f"pipeline.partition: no cut into {stages} stages meets the planner's bound")
     sizes, end = [], n
     for s in range(stages, 0, -1):
         start = cut[s][end]
         sizes.append(end - start)
         end = start
     return sizes[::-1]
+
+
+def time_partition(costs: StageCosts, stages: int) -> list[int]:
+    """The contiguous partition into ``stages`` groups whose slowest resource is least; ties
+    broken by the weights each stage holds (the ``weights`` partition's objective)."""
+    weights = np.concatenate([[0.0], np.cumsum([u.weights for u in costs.units])])
+    return _best_cut(len(costs.units), stages, lambda prev, a, b: (
+        max(prev[0], costs.stage(a, b).bound), max(prev[1], weights[b] - weights[a])))
 
 
 def energy_per_microbatch(costs: StageCosts, plan: Plan) -> float:
@@ -268,29 +273,14 @@ def energy_partition(costs: StageCosts, stages: int, microbatch_size: int,
     ``slack`` of the time cut's: dynamic programming minimises the ops' and links' energy
     under that bound, then the time cut is kept if static power at its faster pace makes it
     cheaper."""
-    n = len(costs.units)
     fastest = time_partition(costs, stages)
     bound = costs.plan(fastest, "time", microbatch_size).bottleneck * (1.0 + slack)
-    inf = (math.inf, math.inf)
-    best = [[inf] * (n + 1) for _ in range(stages + 1)]
-    cut = [[0] * (n + 1) for _ in range(stages + 1)]
-    best[0][0] = (0.0, 0.0)
-    for s in range(1, stages + 1):
-        for end in range(s, n - (stages - s) + 1):
-            for start in range(s - 1, end):
-                prev = best[s - 1][start]
-                here = costs.stage(start, end)
-                if prev == inf or here.bound > bound:
-                    continue
-                value = (prev[0] + here.energy, max(prev[1], here.bound))
-                if value < best[s][end]:
-                    best[s][end], cut[s][end] = value, start
-    sizes, end = [], n
-    for s in range(stages, 0, -1):
-        start = cut[s][end]
-        sizes.append(end - start)
-        end = start
-    frugal = sizes[::-1]
+
+    def extend(prev: tuple, a: int, b: int) -> tuple | None:
+        here = costs.stage(a, b)
+        return None if here.bound > bound else (prev[0] + here.energy, max(prev[1], here.bound))
+
+    frugal = _best_cut(len(costs.units), stages, extend)
     totals = {tuple(c): energy_per_microbatch(costs, costs.plan(c, "energy", microbatch_size))
               for c in (frugal, fastest)}
     return list(min(totals, key=lambda c: (totals[c], c != tuple(frugal))))
@@ -420,20 +410,14 @@ def choose_partition(config, data: Dataset, network) -> tuple[list[int], Plan | 
 
     p = config.pipeline
     planned = p.partition in ("time", "energy") and p.stages > 1
-    if not planned:
-        partition = (list(p.partition) if isinstance(p.partition, list)
-                     else balanced_partition(layer_costs(network.all_layers), p.stages))
-        try:
-            units = probe(config, data, lambda: build_network(config, data))
-            costs = StageCosts(units, CostModel(config.timing_model(), config.energy_model()))
-            plan = costs.plan(partition, "given" if isinstance(p.partition, list) else "weights",
-                              p.microbatch_size)
-            plan.predicted = predict(config, data, units, partition)
-        except ConfigError:
-            plan = None
-        return partition, plan
-    plan, units, _ = plan_partition(config, data, lambda: build_network(config, data))
-    plan.predicted = predict(config, data, units, plan.partition)
+    try:
+        plan, units, _ = plan_partition(config, data, lambda: build_network(config, data))
+        plan.predicted = predict(config, data, units, plan.partition)
+    except ConfigError:
+        if planned:
+            raise
+        return (list(p.partition) if isinstance(p.partition, list)
+                else balanced_partition(layer_costs(network.all_layers), p.stages)), None
     return plan.partition, plan
 
 
