@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 
+import numba
 import numpy as np
 from numba import njit, prange
 
@@ -54,6 +55,10 @@ ROW_BLOCKS = 16
 # Slots of a pulse train held in one word; longer trains (aihwkit allows any desired_bl) take
 # several words per element and a path of their own (:func:`_fire_long_vector`).
 MASK_SLOTS = 64
+# An update call of many vectors on a small crossbar (a convolution's patches) plans this many
+# vectors at a time on all threads before firing them: bounded memory, and each pass long
+# enough that starting the threads costs little.
+PLAN_CHUNK = 256
 
 
 _ABS_BITS = np.uint32(0x7FFFFFFF)
@@ -502,25 +507,34 @@ def _plan_vector(x: np.ndarray, d: np.ndarray, bl: int, a_scale: float, b_scale:
 
 # Divisions are guarded, so no Python zero-division checks; "contract" lets a multiply and an
 # add fuse into one FMA (deterministic: the same code runs on every thread).
+@njit(cache=True)
+def _new_work(n_in: int, bl: int, noisy: bool):
+    """Work arrays of the firing of rows (one set per thread): the pulse count of each column
+    group and room for a row's cycle-to-cycle noise (zeros without noise) at trains of up to
+    ``bl`` slots, and the write-noise draws of a row's touched devices."""
+    room = n_in * bl + 1  # fill_normals32 writes an even count
+    return (np.empty(max(n_in, 1), dtype=np.int64),
+            np.empty(room, dtype=np.float32) if noisy else np.zeros(room, dtype=np.float32),
+            np.empty(normals32_scratch(n_in * bl) if noisy else 0, dtype=np.uint64),
+            np.zeros(n_in + 1, dtype=np.float32), np.empty(normals32_scratch(n_in), dtype=np.uint64))
+
+
 @njit(cache=True, error_model="numpy", fastmath={"contract"})
 def _fire_rows(lo: int, hi: int, weights: np.ndarray, device, d: np.ndarray, bl: int, groups: int,
-               deterministic: bool, sub_key: np.uint64, plan) -> int:
+               deterministic: bool, sub_key: np.uint64, plan, work) -> int:
     """Fire the coincidences of rows lo..hi-1 of one planned vector; returns how many fired.
 
     Row i draws its cycle-to-cycle noise from its own stream (sub_key, i), so the result does
-    not depend on how rows are split between threads.
+    not depend on how rows are split between threads. ``work`` is :func:`_new_work`'s, for
+    trains of at least ``bl`` slots.
     """
     block, model, shared = device
     x_masks, d_masks, x_prob, d_prob, order, starts, group_mask, group_up = plan
+    counts, noise, scratch = work[0], work[1], work[2]
     noisy = shared[G_STD] > 0.0
     std = np.float32(shared[G_STD])
     mult = shared[G_MULT_NOISE] > 0.0 or model == CONSTANT_STEP
     linear_family = model == SOFT_BOUNDS or model == LINEAR_STEP or model == CONSTANT_STEP
-    n_in = weights.shape[1]
-    counts = np.empty(max(groups, 1), dtype=np.int64)
-    room = n_in * bl + 1  # fill_normals32 writes an even count
-    noise = np.empty(room, dtype=np.float32) if noisy else np.zeros(room, dtype=np.float32)
-    scratch = np.empty(normals32_scratch(n_in * bl) if noisy else 0, dtype=np.uint64)
     fired = 0
     for i in range(lo, hi):
         if deterministic:
@@ -558,17 +572,16 @@ def _fire_rows(lo: int, hi: int, weights: np.ndarray, device, d: np.ndarray, bl:
 
 
 @njit(cache=True)
-def _refresh_touched(weights, apparent, reference, write_noise, bl, groups, deterministic, sub_key, plan) -> None:
-    """Apparent weights of the devices one planned vector fired on: w - r (+ write_noise xi),
-    row i drawing from its own stream (sub_key, n_out + 2 + i), as aihwkit's update_once of
-    the models with write noise. A pass of its own after the firing, so the firing loop is
-    compiled exactly as without apparent weights."""
+def _refresh_touched(lo, hi, weights, apparent, reference, write_noise, groups, deterministic, sub_key, plan,
+                     work) -> None:
+    """Apparent weights of the devices one planned vector fired on in rows lo..hi-1: w - r
+    (+ write_noise xi), row i drawing from its own stream (sub_key, n_out + 2 + i), as
+    aihwkit's update_once of the models with write noise. A pass of its own after the firing,
+    so the firing loop is compiled exactly as without apparent weights."""
     x_masks, d_masks, x_prob, d_prob, order, starts, group_mask, group_up = plan
-    n_out, n_in = weights.shape
-    written = np.zeros(n_in + 1, dtype=np.float32)  # fill_normals32 writes an even count
-    scratch = np.empty(normals32_scratch(n_in), dtype=np.uint64)
-    counts = np.empty(max(groups, 1), dtype=np.int64)
-    for i in range(n_out):
+    counts, written, scratch = work[0], work[3], work[4]
+    n_out = weights.shape[0]
+    for i in range(lo, hi):
         touched = 0
         for g in range(groups):  # the pulse counts _fire_rows fired (computed as it does)
             if deterministic:
@@ -621,11 +634,13 @@ def _fire_rows_threaded(weights: np.ndarray, device, d: np.ndarray, bl: int, gro
                         deterministic: bool, sub_key: np.uint64, plan) -> int:
     """:func:`_fire_rows` over all rows, in ``ROW_BLOCKS`` fixed blocks shared by the threads
     (each row draws from its own stream, so the split never changes a result)."""
-    n_out = weights.shape[0]
+    n_out, n_in = weights.shape
+    noisy = device[2][G_STD] > 0.0
     fired = 0
     for c in prange(ROW_BLOCKS):
         lo, hi = _block_bounds(n_out, c)
-        fired += _fire_rows(lo, hi, weights, device, d, bl, groups, deterministic, sub_key, plan)
+        fired += _fire_rows(lo, hi, weights, device, d, bl, groups, deterministic, sub_key, plan,
+                            _new_work(n_in, bl, noisy))
     return fired
 
 
@@ -742,12 +757,90 @@ def _fire_long_vector(weights, device, x, d, bl, a_scale, b_scale, sub_key, appa
     return fired
 
 
+def update_threads(n_vec: int, cross_points: int) -> int:
+    """The ``threads`` argument of :func:`pulsed_update`: numba's thread count where the call
+    plans its vectors on all threads (many vectors on a small crossbar), else 1 (asking numba
+    costs about a microsecond, which a small per-sample update notices)."""
+    if n_vec > 1 and cross_points < PARALLEL_MIN_SIZE <= n_vec * cross_points:
+        return numba.get_num_threads()
+    return 1
+
+
+@njit(cache=True)
+def _vector_management(xs: np.ndarray, ds: np.ndarray, lr: float, dw_min: float, desired_bl: int, fixed_bl: bool,
+                       bl_management: bool, management: bool, grad_scale: float):
+    """Each vector's train length BL and probability scales A (for d) and B (for x)."""
+    n_vec = xs.shape[0]
+    bls = np.empty(n_vec, dtype=np.int64)
+    scales = np.empty((n_vec, 2), dtype=np.float64)
+    for b in range(n_vec):
+        bls[b], scales[b, 0], scales[b, 1] = update_management(
+            lr, _abs_max(xs[b]), _abs_max(ds[b]), dw_min, desired_bl, fixed_bl, bl_management, management,
+            grad_scale)
+    return bls, scales
+
+
+@njit(cache=True)
+def _new_plans(n_vec: int, n_out: int, n_in: int):
+    """The plans of ``n_vec`` vectors at once (row b of each array is vector b's)."""
+    return (np.zeros((n_vec, n_in), dtype=np.uint64), np.zeros((n_vec, n_out), dtype=np.uint64),
+            np.zeros((n_vec, 0), dtype=np.float64), np.zeros((n_vec, 0), dtype=np.float64),
+            np.empty((n_vec, n_in), dtype=np.int64), np.empty((n_vec, n_in + 1), dtype=np.int64),
+            np.empty((n_vec, n_in), dtype=np.uint64), np.empty((n_vec, n_in), dtype=np.bool_))
+
+
+@njit(cache=True, inline="always")
+def _plan_of(plans, b: int):
+    """Vector b's plan, as views into :func:`_new_plans`'s arrays."""
+    return (plans[0][b], plans[1][b], plans[2][b], plans[3][b], plans[4][b], plans[5][b], plans[6][b],
+            plans[7][b])
+
+
+@njit(parallel=True, cache=True)
+def _fire_vectors_threaded(weights, device, xs, ds, first, bls, scales, key, apparent, reference, write_noise,
+                           viewed, plans, groups, threads) -> int:
+    """Vectors first .. first + len(groups) - 1 of a call on all threads, in two passes: each
+    vector's trains are drawn and grouped on its own (from its own streams), then each row
+    block fires its rows for every vector in order. A row's devices see the vectors in order
+    and draw from the streams of (vector, row), so the result equals the sequential loop's
+    however the rows are split: one block per thread (``threads``), because fixed small blocks
+    would repeat each vector's per-block setup, which costs more than firing a few rows."""
+    n_out, n_in = weights.shape
+    n = groups.shape[0]
+    for v in prange(n):
+        b = first + v
+        if bls[b] > 0:
+            groups[v] = _plan_vector(xs[b], ds[b], bls[b], scales[b, 0], scales[b, 1], False,
+                                     stream(key, np.uint64(b)), _plan_of(plans, v))
+    noisy = device[2][G_STD] > 0.0
+    longest = max(1, np.max(bls[first:first + n]))
+    blocks = max(1, min(threads, n_out))  # rows are independent: any split gives the same result
+    per_block = (n_out + blocks - 1) // blocks
+    fired = np.zeros(blocks, dtype=np.int64)
+    for c in prange(blocks):
+        lo, hi = c * per_block, min(n_out, (c + 1) * per_block)
+        if lo >= hi:
+            continue
+        work = _new_work(n_in, longest, noisy)
+        for v in range(n):
+            b = first + v
+            if bls[b] <= 0:
+                continue
+            sub_key = stream(key, np.uint64(b))
+            plan = _plan_of(plans, v)
+            fired[c] += _fire_rows(lo, hi, weights, device, ds[b], bls[b], groups[v], False, sub_key, plan, work)
+            if viewed:
+                _refresh_touched(lo, hi, weights, apparent, reference, write_noise, groups[v], False, sub_key, plan,
+                                 work)
+    return int(fired.sum())
+
+
 @njit(cache=True)
 def pulsed_update(weights: np.ndarray, block: np.ndarray, model: int, shared: np.ndarray,
                   xs: np.ndarray, ds: np.ndarray, lr: float, dw_min: float, desired_bl: int,
                   fixed_bl: bool, bl_management: bool, management: bool, grad_scale: float,
                   deterministic: bool, key: np.uint64, apparent: np.ndarray, reference: np.ndarray,
-                  write_noise: float, viewed: bool):
+                  write_noise: float, viewed: bool, threads: int = 1):
     """Apply rows of (xs, ds) as sequential pulsed rank-one updates, in place.
 
     Stochastic: x_j and d_i become Bernoulli pulse trains of BL slots with probabilities
@@ -755,38 +848,58 @@ def pulsed_update(weights: np.ndarray, block: np.ndarray, model: int, shared: np
     trains pulse. Trains of up to 64 slots are one word per element and columns with equal
     trains fire as a group; longer ones take as many words as they need. Deterministic implicit: it fires round(BL * A|d_i| * B|x_j|) times.
     Crossbars of at least ``PARALLEL_MIN_SIZE`` cross-points fire their rows on all threads.
+    With ``threads`` > 1 (:func:`update_threads`: many vectors on a smaller crossbar, as a
+    convolution's patches) the call plans ``PLAN_CHUNK`` vectors at a time on all threads and
+    fires them in ``threads`` row blocks; the result is the same for any ``threads``.
     ``weights`` are the device states; with ``viewed`` the touched devices' ``apparent`` weights
     (what reads see: w - reference + write noise) are refreshed too (an empty ``reference``: none).
     Returns (pulse slots summed over vectors, largest BL, coincidences = device pulses fired).
     """
     n_out, n_in = weights.shape
+    n_vec = xs.shape[0]
     device = (block, model, shared)
-    plan = _new_plan(n_out, n_in)
-    threaded = weights.size >= PARALLEL_MIN_SIZE
+    bls, scales = _vector_management(xs, ds, lr, dw_min, desired_bl, fixed_bl, bl_management, management,
+                                     grad_scale)
     slots = 0
     max_bl = 0
+    for b in range(n_vec):
+        if bls[b] > 0:
+            slots += bls[b]
+            max_bl = max(max_bl, bls[b])
+    if max_bl == 0:
+        return slots, max_bl, 0
     fired = 0
-    for b in range(xs.shape[0]):
-        x = xs[b]
-        d = ds[b]
-        bl, a_scale, b_scale = update_management(lr, _abs_max(x), _abs_max(d), dw_min, desired_bl,
-                                                 fixed_bl, bl_management, management, grad_scale)
+    if not deterministic and max_bl <= MASK_SLOTS and threads > 1:
+        chunk = min(n_vec, PLAN_CHUNK)
+        plans = _new_plans(chunk, n_out, n_in)
+        groups = np.zeros(chunk, dtype=np.int64)
+        for first in range(0, n_vec, chunk):
+            n = min(chunk, n_vec - first)
+            fired += _fire_vectors_threaded(weights, device, xs, ds, first, bls, scales, key, apparent, reference,
+                                            write_noise, viewed, plans, groups[:n], threads)
+        return slots, max_bl, fired
+    threaded = weights.size >= PARALLEL_MIN_SIZE
+    plan = _new_plan(n_out, n_in)
+    work = _new_work(n_in, max_bl if deterministic else min(max_bl, MASK_SLOTS), shared[G_STD] > 0.0)
+    for b in range(n_vec):
+        bl = bls[b]
         if bl <= 0:
             continue
-        slots += bl
-        max_bl = max(max_bl, bl)
+        x = xs[b]
+        d = ds[b]
         sub_key = stream(key, np.uint64(b))
         if bl > MASK_SLOTS and not deterministic:  # trains longer than one word
-            fired += _fire_long_vector(weights, device, x, d, bl, a_scale, b_scale, sub_key, apparent, reference,
-                                       write_noise, viewed)
+            fired += _fire_long_vector(weights, device, x, d, bl, scales[b, 0], scales[b, 1], sub_key, apparent,
+                                       reference, write_noise, viewed)
             continue
-        groups = _plan_vector(x, d, bl, a_scale, b_scale, deterministic, sub_key, plan)
+        groups = _plan_vector(x, d, bl, scales[b, 0], scales[b, 1], deterministic, sub_key, plan)
         if threaded:
             fired += _fire_rows_threaded(weights, device, d, bl, groups, deterministic, sub_key, plan)
         else:
-            fired += _fire_rows(0, n_out, weights, device, d, bl, groups, deterministic, sub_key, plan)
+            fired += _fire_rows(0, n_out, weights, device, d, bl, groups, deterministic, sub_key, plan, work)
         if viewed:
-            _refresh_touched(weights, apparent, reference, write_noise, bl, groups, deterministic, sub_key, plan)
+            _refresh_touched(0, n_out, weights, apparent, reference, write_noise, groups, deterministic, sub_key,
+                             plan, work)
     return slots, max_bl, fired
 
 

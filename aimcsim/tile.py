@@ -265,7 +265,7 @@ class AnalogTile(ReadPath):
                 up.desired_bl, up.fixed_bl, up.update_bl_management,
                 up.update_management or up.update_bl_management, up.um_grad_scale,
                 up.pulse_type == "deterministic_implicit", key, self._weights, self._reference,
-                pop.write_noise, pop.apparent)
+                pop.write_noise, pop.apparent, kernels.update_threads(n, self._state.size))
             self.last_report = OpReport(UPDATE, n, pulse_slots=int(slots), max_bl=int(max_bl),
                                         coincidences=int(fired),
                                         line_slots=int(slots) * (self.out_size + self.in_size))

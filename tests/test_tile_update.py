@@ -166,6 +166,48 @@ def test_coincidences_count_device_pulses():
     assert round(float(np.abs(tile.get_weights()).sum()) / 0.001) == tile.last_report.coincidences > 0
 
 
+@pytest.mark.parametrize("device", [{"type": "soft_bounds"},
+                                    {"type": "exp_step", "write_noise_std": 0.05},  # generic model, apparent weights
+                                    ])
+def test_many_vector_update_is_the_same_on_any_number_of_threads(device):
+    """An update of many vectors on a small crossbar (a convolution's patches) plans them on all
+    threads and fires row blocks over all of them: the same devices, pulses and apparent
+    weights as the vector-by-vector loop, whatever the thread count and split."""
+    import numba
+
+    from aimcsim import kernels
+
+    out_size, in_size, n_vec = 12, 40, 600  # two plan chunks, the second one short
+    assert out_size * in_size < kernels.PARALLEL_MIN_SIZE <= n_vec * out_size * in_size
+    assert kernels.update_threads(n_vec, out_size * in_size) == numba.get_num_threads()
+    assert kernels.update_threads(1, out_size * in_size) == 1
+    rng = np.random.default_rng(8)
+    xs = rng.uniform(-1, 1, (n_vec, in_size)).astype(np.float32)
+    xs[5] = 0.0  # a vector that fires nothing
+    ds = (0.05 * rng.standard_normal((n_vec, out_size))).astype(np.float32)
+    results = []
+    default = numba.get_num_threads()
+    try:
+        for cores, threads in ((1, 1), (1, 3), (default, 2), (default, 5)):
+            numba.set_num_threads(cores)
+            tile = AnalogTile(out_size, in_size, device=device, seed=3)
+            pop = tile.population
+            up = tile.update_params
+            counts = kernels.pulsed_update(tile._state, pop.block, pop.model, pop.shared, xs, ds, 0.05, pop.dw_min,
+                                           up.desired_bl, up.fixed_bl, up.update_bl_management, True,
+                                           up.um_grad_scale, False, np.uint64(11), tile._weights, tile._reference,
+                                           pop.write_noise, pop.apparent, threads)
+            results.append((counts, tile._state.copy(), tile._weights.copy()))
+    finally:
+        numba.set_num_threads(default)
+    assert results[0][0][2] > 0
+    for counts, state, seen in results[1:]:
+        assert counts == results[0][0]
+        np.testing.assert_array_equal(state, results[0][1])
+        np.testing.assert_array_equal(seen, results[0][2])
+    assert not np.array_equal(results[0][1], AnalogTile(out_size, in_size, device=device, seed=3)._state)
+
+
 @pytest.mark.parametrize("lr", [0.01, 0.5])  # BL 3 (counting sort of the columns) and BL 31 (argsort)
 def test_threaded_rows_equal_single_threaded_rows(lr):
     """A large crossbar fires its rows on all threads; each row owns its noise stream, so the
@@ -187,7 +229,8 @@ def test_threaded_rows_equal_single_threaded_rows(lr):
     device = (pop.block, pop.model, pop.shared)
     w_threaded, w_single = tile.get_weights(), tile.get_weights()
     fired_threaded = kernels._fire_rows_threaded(w_threaded, device, d, bl, groups, False, key, plan)
-    fired_single = kernels._fire_rows(0, size, w_single, device, d, bl, groups, False, key, plan)
+    fired_single = kernels._fire_rows(0, size, w_single, device, d, bl, groups, False, key, plan,
+                                      kernels._new_work(size, bl, True))
     assert fired_threaded == fired_single > 0
     np.testing.assert_array_equal(w_threaded, w_single)
     assert not np.array_equal(w_single, tile.get_weights())
