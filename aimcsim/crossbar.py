@@ -220,6 +220,14 @@ class TileGrid:
     def update(self, x: np.ndarray, d: np.ndarray, lr: float) -> None:
         """Each tile applies its block of the rank-one updates of the rows (x, d), and runs the
         transfers that come due (the tiles work in parallel)."""
+        if self._single:  # one tile holds the layer: its reports are the layer's
+            tile = self.tiles[0][0]
+            tile.update(x, d, lr)
+            self.last_report = combine_reports(UPDATE, [tile.last_report])
+            transfer = getattr(tile, "last_transfer", None)
+            self.last_transfer = None if transfer is None else combine_reports(TRANSFER, [transfer])
+            self.transfer_changed_weights = transfer is not None and tile.transfer_changed_weights
+            return
         reports, transfers = [], []
         changed = False
         for ri, row in enumerate(self.tiles):

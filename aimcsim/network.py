@@ -253,8 +253,11 @@ class Stage:
         pending = self._pending
         held = list(pending.values()) if len(pending) == 1 else [pending[item] for item in sorted(pending)]
         for k, layer in enumerate(self.layers):
-            xs = np.concatenate([p[0][k] for p in held])
-            ds = np.concatenate([p[1][k] for p in held])
+            if len(held) == 1:
+                xs, ds = held[0][0][k], held[0][1][k]
+            else:
+                xs = np.concatenate([p[0][k] for p in held])
+                ds = np.concatenate([p[1][k] for p in held])
             layer.grid.update(xs, ds, lr / samples)
             reports.append(layer.grid.last_report)
             if layer.grid.last_transfer is not None:

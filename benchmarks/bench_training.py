@@ -2,6 +2,7 @@
 
     python benchmarks/bench_training.py [--epochs 1] [--repeats 5] [--algorithms sgd,tt,...] [--json out.json]
     python benchmarks/bench_training.py --algorithms none --cnns lenet5,resnet8 [--cnn-samples 256]
+    python benchmarks/bench_training.py --algorithms sgd --mlp-cases "GPipe K=3 M=4,784 K=1"
 
 Protocol: the digits MLP 64-32-32-10 (tanh, cross-entropy, analog biases), aihwkit's default
 soft-bounds device for every array, aihwkit's default update and IO, per-sample SGD (micro-
@@ -15,6 +16,10 @@ with compound devices configured by aihwkit's own classes at their defaults. The
 alternate (aimcsim K = 1, aimcsim K = 3, aihwkit, ...) so that all see the same machine load;
 the report gives the median samples per second over ``--repeats`` rounds and the ratios
 aimcsim / aihwkit, and each run's final test accuracy (exact reads of the final weights).
+
+With ``sgd``, ``--mlp-cases`` adds (default: both) GPipe at K = 3 with mini-batches of M = 4
+micro-batches of one sample (aihwkit: mini-batches of 4) and the 784-256-128-10 MLP per sample
+at K = 1 on 1,000 random MNIST-format images (``WIDE``).
 
 ``--cnns``: LeNet-5 on 28x28 and ResNet-8 on 32x32x3 (the presets; random images in MNIST's
 and CIFAR-10's file formats), analog SGD on the soft-bounds device, K = 1, micro-batches of 8
@@ -46,10 +51,33 @@ ALGORITHMS = {  # aimcsim device sections, each at aihwkit's class defaults
 LR = 0.1
 
 
-def config(algorithm: str, stages: int, epochs: float, seed: int) -> dict:
-    return {"seed": seed, "data": {"name": "digits"}, "model": {"hidden": [32, 32], "activation": "tanh"},
-            "device": ALGORITHMS[algorithm],
-            "pipeline": {"schedule": "sequential" if stages == 1 else "async", "stages": stages},
+# The MLP cases: (network, aimcsim schedule, stages, micro-batches per mini-batch); aihwkit
+# trains each with mini-batches of that many samples (micro-batches of one sample).
+MLP_CASES = {"GPipe K=3 M=4": ("digits", "gpipe", 3, 4), "784 K=1": ("wide", "sequential", 1, 1)}
+WIDE = {"hidden": [256, 128], "samples": 1000}  # 784-256-128-10 on MNIST-format images
+_WIDE_PATH: list[str] = []  # the random MNIST-format folder, made on first use
+
+
+def _wide_data() -> dict:
+    if not _WIDE_PATH:
+        import atexit  # noqa: PLC0415
+        import shutil  # noqa: PLC0415
+        import tempfile  # noqa: PLC0415
+        folder = tempfile.mkdtemp(prefix="aimcsim_bench_")
+        atexit.register(shutil.rmtree, folder, True)
+        _WIDE_PATH.append(cnn_data(folder, "mnist", WIDE["samples"]))
+    return {"name": "mnist", "path": _WIDE_PATH[0], "max_train": WIDE["samples"]}
+
+
+def config(algorithm: str, stages: int, epochs: float, seed: int, case: str | None = None) -> dict:
+    network, schedule, stages, microbatches = MLP_CASES[case] if case else (
+        "digits", "sequential" if stages == 1 else "async", stages, 1)
+    pipeline = {"schedule": schedule, "stages": stages}
+    if schedule == "gpipe":
+        pipeline["microbatches"] = microbatches
+    data, hidden = ({"name": "digits"}, [32, 32]) if network == "digits" else (_wide_data(), WIDE["hidden"])
+    return {"seed": seed, "data": data, "model": {"hidden": hidden, "activation": "tanh"},
+            "device": ALGORITHMS[algorithm], "pipeline": pipeline,
             "train": {"lr": LR, "epochs": epochs, "eval_every": 10**9, "target": None}}
 
 
@@ -63,8 +91,8 @@ def accuracy(weights: list[np.ndarray], x: np.ndarray, y: np.ndarray) -> float:
     return float(np.mean(np.argmax(a, axis=1) == y))
 
 
-def run_aimcsim(algorithm: str, stages: int, epochs: float, seed: int) -> dict:
-    engine = Engine(aimcsim.load_config(config(algorithm, stages, epochs, seed)))
+def run_aimcsim(algorithm: str, stages: int, epochs: float, seed: int, case: str | None = None) -> dict:
+    engine = Engine(aimcsim.load_config(config(algorithm, stages, epochs, seed, case)))
     engine.run()
     data = engine.data
     return {"samples": engine.samples, "seconds": engine.wall_run,
@@ -90,15 +118,17 @@ def aihwkit_rpu_config(algorithm: str):
     return cfg
 
 
-def run_aihwkit(algorithm: str, epochs: float, seed: int) -> dict | None:
-    """The same training in aihwkit (None when aihwkit is not importable)."""
+def run_aihwkit(algorithm: str, epochs: float, seed: int, case: str | None = None) -> dict | None:
+    """The same training in aihwkit (None when aihwkit is not importable): ``case``'s network
+    (default the digits MLP), mini-batches of its micro-batch count."""
     try:
         import torch
         from aihwkit.nn import AnalogLinear, AnalogSequential
         from aihwkit.optim import AnalogSGD
     except ImportError:
         return None
-    engine = Engine(aimcsim.load_config(config(algorithm, 1, epochs, seed)))  # data, order and initial weights
+    batch = MLP_CASES[case][3] if case else 1
+    engine = Engine(aimcsim.load_config(config(algorithm, 1, epochs, seed, case)))  # data, order, initial weights
     data = engine.data  # micro-batches of one sample, in the run's order
     order = np.concatenate([engine.feed.rows(i) for i in range(engine.n_items)])
     torch.manual_seed(seed)
@@ -116,9 +146,9 @@ def run_aihwkit(algorithm: str, epochs: float, seed: int) -> dict | None:
     ys = torch.tensor(data.y_train[order], dtype=torch.long)
     model.train()
     t0 = time.perf_counter()
-    for i in range(len(order)):
+    for i in range(0, len(order), batch):
         opt.zero_grad()
-        loss = loss_fn(model(xs[i:i + 1]), ys[i:i + 1])
+        loss = loss_fn(model(xs[i:i + batch]), ys[i:i + batch])
         loss.backward()
         opt.step()
     seconds = time.perf_counter() - t0
@@ -127,6 +157,69 @@ def run_aihwkit(algorithm: str, epochs: float, seed: int) -> dict | None:
         w, b = layer.get_weights()
         weights.append(np.concatenate([w.numpy(), b.numpy()[:, None]], axis=1))
     return {"samples": len(order), "seconds": seconds, "accuracy": accuracy(weights, data.x_test, data.y_test)}
+
+
+class KernelClock:
+    """Times every compiled kernel that Python calls (``aimcsim.kernels`` and
+    ``aimcsim.compound_kernels``) while active: the work a run cannot shed by leaner Python
+    around its ops. A run's time over its kernels' time is the most that removing everything
+    else could gain (``--bounds``)."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._saved: list[tuple] = []
+
+    def __enter__(self) -> "KernelClock":
+        from numba.core.registry import CPUDispatcher  # noqa: PLC0415
+
+        from aimcsim import compound_kernels, kernels  # noqa: PLC0415
+
+        for module in (kernels, compound_kernels):
+            for name, fn in vars(module).copy().items():
+                if isinstance(fn, CPUDispatcher):
+                    self._saved.append((module, name, fn))
+                    setattr(module, name, self._timed(fn))
+        return self
+
+    def _timed(self, fn):
+        def timed(*args):
+            t0 = time.perf_counter()
+            try:
+                return fn(*args)
+            finally:
+                self.seconds += time.perf_counter() - t0
+        return timed
+
+    def __exit__(self, *exc) -> None:
+        for module, name, fn in self._saved:
+            setattr(module, name, fn)
+
+
+def kernel_share(make_engine) -> dict:
+    """One run of ``make_engine()`` with its kernels timed: seconds per sample in all, in the
+    kernels, and the kernels' share."""
+    engine = make_engine()
+    with KernelClock() as clock:
+        engine.run()
+    n = engine.samples
+    return {"us_per_sample": 1e6 * engine.wall_run / n, "kernel_us_per_sample": 1e6 * clock.seconds / n,
+            "kernel_share": clock.seconds / engine.wall_run}
+
+
+def print_bounds(report: dict, shares: dict) -> None:
+    """Per aimcsim case: time per sample, the kernels' part, and the ratio to aihwkit if nothing
+    but the kernels took time (the ceiling of a leaner Python path)."""
+    print(f"\n{'case':28s} {'us/sample':>9s} {'kernels':>8s} {'share':>6s}  ratio now  ceiling")
+    for (case, sim), share in shares.items():
+        rows = report[case]
+        base = rows.get("aihwkit")
+        ceiling = ""
+        if base is not None:
+            ceiling = f"{1e6 / base['samples_per_s'] / share['kernel_us_per_sample']:.1f}x"
+        now = rows[sim].get("ratio_to_aihwkit")
+        print(f"{case + ' ' + sim:28s} {share['us_per_sample']:9.1f} {share['kernel_us_per_sample']:8.1f} "
+              f"{share['kernel_share']:6.0%}  {'' if now is None else f'{now:.2f}x':>9s}  {ceiling:>7s}")
+        rows[sim]["kernel_share"] = share
 
 
 def medians(runs: dict[str, list[dict]]) -> dict[str, dict]:
@@ -307,6 +400,10 @@ def main() -> None:
     ap.add_argument("--json", default=None)
     ap.add_argument("--cnns", default="", help="also (or, with --algorithms none, only) these CNNs: lenet5,resnet8")
     ap.add_argument("--cnn-samples", type=int, default=256, help="training samples of each CNN run")
+    ap.add_argument("--bounds", action="store_true",
+                    help="also time each aimcsim case's compiled kernels: the ratio if nothing else took time")
+    ap.add_argument("--mlp-cases", default="GPipe K=3 M=4,784 K=1",
+                    help=f"with sgd, also these cases (of: {', '.join(MLP_CASES)}; '' for none)")
     args = ap.parse_args()
     cnn_report = {}
     if args.cnns:
@@ -314,14 +411,29 @@ def main() -> None:
             if name not in CNNS:
                 raise SystemExit(f"--cnns: unknown {name!r}; allowed: {', '.join(CNNS)}")
         cnn_report = cnn_main(args.cnns.split(","), args.repeats, args.cnn_samples, args.seed)
+    cnn_shares = {}
+    if args.bounds and args.cnns:
+        import tempfile  # noqa: PLC0415
+        with tempfile.TemporaryDirectory() as tmp:
+            for name in args.cnns.split(","):
+                path = cnn_data(tmp, CNNS[name][1], args.cnn_samples)
+                cnn_shares[(name, "aimcsim K=1")] = kernel_share(lambda: Engine(aimcsim.load_config(
+                    cnn_config(name, path, args.cnn_samples, args.seed))))
     names = [] if args.algorithms == "none" else args.algorithms.split(",")
     for name in names:
         if name not in ALGORITHMS:
             raise SystemExit(f"--algorithms: unknown {name!r}; allowed: {', '.join(ALGORITHMS)}")
+    for case in (c for c in args.mlp_cases.split(",") if c):
+        if case not in MLP_CASES:
+            raise SystemExit(f"--mlp-cases: unknown {case!r}; allowed: {', '.join(MLP_CASES)}")
     for name in names:  # compile and warm every path once, untimed
         run_aimcsim(name, 1, 0.05, args.seed)
         run_aimcsim(name, 3, 0.05, args.seed)
     runs: dict = {name: {"aimcsim K=1": [], "aimcsim K=3": [], "aihwkit": []} for name in names}
+    mlp_cases = [case for case in args.mlp_cases.split(",") if case] if "sgd" in names else []
+    for case in mlp_cases:
+        run_aimcsim("sgd", 1, 0.05, args.seed, case)
+    case_runs: dict = {case: {"aimcsim": [], "aihwkit": []} for case in mlp_cases}
     for _ in range(args.repeats):
         for name in names:
             runs[name]["aimcsim K=1"].append(run_aimcsim(name, 1, args.epochs, args.seed))
@@ -329,6 +441,20 @@ def main() -> None:
             other = run_aihwkit(name, args.epochs, args.seed)
             if other is not None:
                 runs[name]["aihwkit"].append(other)
+        for case in mlp_cases:
+            case_runs[case]["aimcsim"].append(run_aimcsim("sgd", 1, args.epochs, args.seed, case))
+            other = run_aihwkit("sgd", args.epochs, args.seed, case)
+            if other is not None:
+                case_runs[case]["aihwkit"].append(other)
+    shares = {}
+    if args.bounds:
+        for name in names:
+            for stages in (1, 3):
+                shares[(name, f"aimcsim K={stages}")] = kernel_share(lambda: Engine(aimcsim.load_config(
+                    config(name, stages, args.epochs, args.seed))))
+        for case in mlp_cases:
+            shares[(f"sgd {case}", "aimcsim")] = kernel_share(lambda: Engine(aimcsim.load_config(
+                config("sgd", 1, args.epochs, args.seed, case))))
     report = {}
     print(f"{'algorithm':10s} {'simulator':12s} {'samples/s':>10s} {'accuracy':>9s}  vs aihwkit")
     for name in names:
@@ -336,6 +462,15 @@ def main() -> None:
         for sim, row in rows.items():
             print(f"{name:10s} {sim:12s} {row['samples_per_s']:10.0f} {row['accuracy']:9.3f}  {_ratio(row)}")
         report[name] = rows
+    if mlp_cases:
+        print(f"\n{'sgd case':14s} {'simulator':9s} {'samples/s':>10s}  vs aihwkit   (aihwkit: mini-batches of M)")
+    for case in mlp_cases:
+        rows = medians(case_runs[case])
+        for sim, row in rows.items():
+            print(f"{case:14s} {sim:9s} {row['samples_per_s']:10.0f}  {_ratio(row)}")
+        report[f"sgd {case}"] = rows
+    if args.bounds:
+        print_bounds({**report, **cnn_report}, {**shares, **cnn_shares})
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({**report, **cnn_report}, fh, indent=2)
