@@ -27,6 +27,7 @@ from .errors import ConfigError
 from .graph import DATA, build_layers
 from .kernels import all_finite
 from .layers import Layer
+from .lean import LeanChain
 from .mapping import MappingConfig, mapped
 from .ops import UPDATE, OpReport
 
@@ -179,9 +180,14 @@ class Stage:
         self._stashed: dict[int, list[np.ndarray]] = {}
         self._reads = {layer.name: layer.grid.forward for layer in self.layers}
         self._reads_t = {layer.name: layer.grid.backward for layer in self.layers}
+        # a chain of one-tile dense layers and activations reads op by op without the graph walk
+        self._lean = LeanChain.of(layers, receives, sends, fixed)
 
     def forward(self, item: int, x) -> tuple[object, list[OpReport]]:
         """Forward reads through the stage; keeps what ``backward`` of ``item`` needs."""
+        if self._lean is not None and not self.stash_weights:
+            out, self._contexts[item], reports = self._lean.forward(x)
+            return out, reports
         tensors = dict(zip(self.receives, _unpack(x)))
         contexts = run_forward(self.all_layers, tensors, self._reads, True)
         self._contexts[item] = contexts
@@ -205,6 +211,12 @@ class Stage:
         With ``stash_weights`` the transposed reads use the weights the item's forward read.
         """
         contexts = self._contexts.pop(item)
+        if self._lean is not None and not self.stash_weights:
+            back, xs, deltas, reports = self._lean.backward(grad_out, contexts)
+            self._held[item] = (xs, deltas, grad_out.shape[0], [])
+            if commit:
+                self.commit(item)
+            return back, reports
         reads_t = self._reads_t
         if self.stash_weights:
             stashed = self._stashed.pop(item)
@@ -258,6 +270,9 @@ class Stage:
             else:
                 xs = np.concatenate([p[0][k] for p in held])
                 ds = np.concatenate([p[1][k] for p in held])
+            if self._lean is not None and self._lean.direct_update[k]:
+                reports.append(self._lean.update(k, xs, ds, lr / samples))
+                continue
             layer.grid.update(xs, ds, lr / samples)
             reports.append(layer.grid.last_report)
             if layer.grid.last_transfer is not None:
