@@ -361,6 +361,13 @@ for size, pulse_type in ((512, "stochastic_compressed"), (384, "expected"), (512
         digest.update(tile.backward(d).tobytes())
         tile.update(x, d, 0.01)
     digest.update(tile.get_weights().tobytes())
+# a convolution's patches: many vectors on a small tile plan on all threads, fire in row blocks
+tile = AnalogTile(16, 145, device={"type": "soft_bounds", "write_noise_std": 0.02}, seed=5)
+for _ in range(2):
+    x = rng.uniform(-1, 1, (1200, 145)).astype(np.float32)
+    d = (0.05 * rng.standard_normal((1200, 16))).astype(np.float32)
+    tile.update(x, d, 0.05)
+digest.update(tile.get_weights().tobytes())
 print(numba.get_num_threads(), digest.hexdigest())
 """
 
