@@ -3,6 +3,7 @@
     python benchmarks/bench_training.py [--epochs 1] [--repeats 5] [--algorithms sgd,tt,...] [--json out.json]
     python benchmarks/bench_training.py --algorithms none --cnns lenet5,resnet8 [--cnn-samples 256]
     python benchmarks/bench_training.py --algorithms sgd --mlp-cases "GPipe K=3 M=4,784 K=1"
+    python benchmarks/bench_training.py --repeats 5 --cnns lenet5,resnet8 --bounds   # the README's table
 
 Protocol: the digits MLP 64-32-32-10 (tanh, cross-entropy, analog biases), aihwkit's default
 soft-bounds device for every array, aihwkit's default update and IO, per-sample SGD (micro-
@@ -25,6 +26,11 @@ at K = 1 on 1,000 random MNIST-format images (``WIDE``).
 and CIFAR-10's file formats), analog SGD on the soft-bounds device, K = 1, micro-batches of 8
 on both sides (batch norm needs them), lr 0.05; aihwkit runs the same graph (AnalogConv2d,
 AnalogLinear, torch's BatchNorm2d, the same initial weights, samples and order).
+
+``--bounds``: after the timed rounds, each aimcsim case runs ``BOUND_RUNS`` more times with
+every compiled kernel that Python calls timed (``KernelClock``); the table gives the median
+kernel share of the run's time and the ceiling ratio / share: the ratio to aihwkit if nothing
+but the kernels took time, which says whether a goal is within reach of leaner Python at all.
 """
 
 from __future__ import annotations
