@@ -9,8 +9,9 @@ a weight mapping and with IO chains that are not ``perfect``, and ``activation``
 takes this path: the same kernels, the same arithmetic in the same order and the same
 reports (so results, traces and energies are bit-identical to the general path's), with the
 walking done once, when the stage is built. The activations stay numpy's: numba's tanh
-differs from numpy's in the last bit for about a third of float32 inputs, so a kernel that
-included them would change every result.
+differs from numpy's in the last bit for about a third of normally distributed float32
+inputs (35 % of 10^8 at scales 0.1 to 24), so a kernel that included them would change every
+result.
 """
 
 from __future__ import annotations
