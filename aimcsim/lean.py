@@ -88,12 +88,8 @@ class LeanChain:
             rows = np.empty((n, width + 1), dtype=np.float32)  # the inputs and the bias input 1
             rows[:, :width] = a
             rows[:, width] = 1.0
-            out = np.empty((n, tile.out_size), dtype=np.float32)
-            passes = kernels.analog_read(tile._weights, rows, False, tile._fwd, tile._read_state, out)
-            if passes == kernels.NONFINITE:
-                raise ConfigError("x: must be finite (found NaN or inf)")
-            report = OpReport(FORWARD, n, passes, dac=passes * tile.in_size, adc=passes * tile.out_size,
-                              cells=passes * tile._weights.size, digital=n * tile.out_size)
+            out, passes = tile._read_rows(tile._weights, rows, False, tile._fwd, False, tile._read_state, "x")
+            report = tile.read_report(FORWARD, n, passes, False)
             tile.last_report = layer.grid.last_report = report
             reports.append(report)
             contexts.append(Cache(rows, None, None))
@@ -120,13 +116,8 @@ class LeanChain:
                 g = None
                 continue
             rows = np.ascontiguousarray(delta, dtype=np.float32)
-            n, width = rows.shape
-            out = np.empty((n, tile.in_size), dtype=np.float32)
-            passes = kernels.analog_read(tile._weights, rows, True, tile._bwd, tile._read_state, out)
-            if passes == kernels.NONFINITE:
-                raise ConfigError("d: must be finite (found NaN or inf)")
-            report = OpReport(BACKWARD, n, passes, dac=passes * width, adc=passes * tile.in_size,
-                              cells=passes * tile._weights.size, digital=n * tile.in_size)
+            out, passes = tile._read_rows(tile._weights, rows, True, tile._bwd, False, tile._read_state, "d")
+            report = tile.read_report(BACKWARD, rows.shape[0], passes, True)
             tile.last_report = layer.grid.last_report = report
             reports.append(report)
             g = out[:, :-1]

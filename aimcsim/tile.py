@@ -98,10 +98,15 @@ class ReadPath:
                                       name)
         if state is not None:
             return out[0] if single else out
-        n_out = self.in_size if transposed else self.out_size
-        self.last_report = OpReport(op, rows.shape[0], passes, dac=passes * width, adc=passes * n_out,
-                                    cells=passes * self._weights.size, digital=rows.shape[0] * n_out)
+        self.last_report = self.read_report(op, rows.shape[0], passes, transposed)
         return out[0] if single else out
+
+    def read_report(self, op: str, vectors: int, passes: int, transposed: bool) -> OpReport:
+        """What a read of ``vectors`` rows in ``passes`` analog passes did: a conversion per driven
+        and per sensed line and every cross-point per pass, one periphery operation per output."""
+        width, n_out = (self.out_size, self.in_size) if transposed else (self.in_size, self.out_size)
+        return OpReport(op, vectors, passes, dac=passes * width, adc=passes * n_out, cells=passes * self._weights.size,
+                        digital=vectors * n_out)
 
     def _read_rows(self, w: np.ndarray, rows: np.ndarray, transposed: bool, io: np.ndarray, perfect: bool,
                    state: np.ndarray, name: str) -> tuple[np.ndarray, int]:
