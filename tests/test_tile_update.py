@@ -10,13 +10,18 @@ from aimcsim import AnalogTile
 NO_VARIATION = {"dw_min_dtod": 0.0, "up_down_dtod": 0.0, "w_max_dtod": 0.0, "w_min_dtod": 0.0}
 
 
-def test_constant_step_mean_update_matches_gradient():
-    """E[dW] = -lr d x^T under update management, within a tolerance from the trial count."""
-    out_size, in_size, trials = 4, 5, 4000
-    lr, dw_min, std = 0.01, 0.001, 0.3
-    device = {"type": "constant_step", "dw_min": dw_min, "dw_min_std": std, "w_max": 100.0,
-              "w_min": -100.0, **NO_VARIATION}
-    tile = AnalogTile(out_size, in_size, device=device, seed=3)
+DW_MIN, DW_STD = 0.001, 0.3  # the statistical tests' constant-step device
+
+
+def _mean_update(lr: float, trials: int, bound: float, update: dict | None = None):
+    """(mean dW over ``trials`` identical updates of a constant-step tile, -lr d x^T, the realised
+    BL, the 5-sigma tolerance of the mean): per trial cross-point (i, j) fires N ~ Binomial(BL,
+    p_i q_j) pulses of dw_min (1 + std xi), so Var[dW] = dw_min^2 (Var N + E[N] std^2) and the
+    mean over ``trials`` has std sqrt(Var / trials)."""
+    out_size, in_size = 4, 5
+    device = {"type": "constant_step", "dw_min": DW_MIN, "dw_min_std": DW_STD, "w_max": bound, "w_min": -bound,
+              **NO_VARIATION}
+    tile = AnalogTile(out_size, in_size, device=device, update=update, seed=3)
     rng = np.random.default_rng(0)
     x = rng.uniform(-1, 1, in_size).astype(np.float32)
     d = (0.1 * rng.standard_normal(out_size)).astype(np.float32)
@@ -25,12 +30,16 @@ def test_constant_step_mean_update_matches_gradient():
         tile.update(x, d, lr)
     mean_dw = (tile.get_weights().astype(np.float64) - before) / trials
     expected = -lr * np.outer(d, x)
-    # Per trial, cross-point (i, j) fires N ~ Binomial(BL, p_i q_j) pulses of dw_min (1 + std xi):
-    # Var[dW] = dw_min^2 (Var N + E[N] std^2); the mean over `trials` has std sqrt(Var/trials).
     bl = tile.last_report.max_bl
-    p = np.clip(np.abs(expected) / (bl * dw_min), 0, 1)
-    var = dw_min**2 * (bl * p * (1 - p) + bl * p * std**2)
+    p = np.clip(np.abs(expected) / (bl * DW_MIN), 0, 1)
+    var = DW_MIN**2 * (bl * p * (1 - p) + bl * p * DW_STD**2)
     tolerance = 5 * np.sqrt(var / trials) + 1e-6  # 5 sigma, fixed seed
+    return mean_dw, expected, bl, tolerance
+
+
+def test_constant_step_mean_update_matches_gradient():
+    """E[dW] = -lr d x^T under update management, within a tolerance from the trial count."""
+    mean_dw, expected, _, tolerance = _mean_update(0.01, 4000, 100.0)
     assert np.all(np.abs(mean_dw - expected) <= tolerance), np.max(np.abs(mean_dw - expected) / tolerance)
 
 
@@ -251,26 +260,11 @@ def test_counting_sort_is_a_stable_argsort():
 def test_trains_longer_than_a_word_keep_the_mean_update(desired_bl):
     """Pulse trains of more than 64 slots (several words per element): E[dW] = -lr d x^T and
     the realised BL is aihwkit's, within a tolerance from the trial count (as above)."""
-    out_size, in_size, trials = 4, 5, 2000
-    lr, dw_min, std = 0.5, 0.001, 0.3
-    device = {"type": "constant_step", "dw_min": dw_min, "dw_min_std": std, "w_max": 1000.0,
-              "w_min": -1000.0, **NO_VARIATION}
     update = {"desired_bl": desired_bl, "update_bl_management": False}  # fixed BL = desired_bl
-    tile = AnalogTile(out_size, in_size, device=device, update=update, seed=3)
-    rng = np.random.default_rng(0)
-    x = rng.uniform(-1, 1, in_size).astype(np.float32)
-    d = (0.1 * rng.standard_normal(out_size)).astype(np.float32)
-    before = tile.get_weights()
-    for _ in range(trials):
-        tile.update(x, d, lr)
-    assert tile.last_report.max_bl == desired_bl
-    mean_dw = (tile.get_weights().astype(np.float64) - before) / trials
-    expected = -lr * np.outer(d, x)
-    p = np.clip(np.abs(expected) / (desired_bl * dw_min), 0, 1)
-    var = dw_min**2 * (desired_bl * p * (1 - p) + desired_bl * p * std**2)
-    tolerance = 5 * np.sqrt(var / trials) + 1e-6  # 5 sigma, fixed seed
+    mean_dw, expected, bl, tolerance = _mean_update(0.5, 2000, 1000.0, update)
+    assert bl == desired_bl
     assert np.all(np.abs(mean_dw - expected) <= tolerance), np.max(np.abs(mean_dw - expected) / tolerance)
-    assert np.max(expected) / (desired_bl * dw_min) < 1  # probabilities below 1: the trains are really that long
+    assert np.max(expected) / (desired_bl * DW_MIN) < 1  # probabilities below 1: the trains are really that long
 
 
 def test_long_trains_are_bit_reproducible():
