@@ -8,6 +8,13 @@ in a digital matrix chi (:func:`chi_accumulate`) and turns rows of it into pulse
 (:func:`chi_to_pulses`). Arithmetic is float32, as aihwkit's CPU code; random draws come from
 the caller's stream state. The analog reads and pulsed writes these feed are the tiles'
 (:mod:`aimcsim.kernels`).
+
+:func:`transfer_update` is a whole update call of a transfer compound in one compiled call:
+A's pulses, the transfers between them (column reads, buffer steps, choppers, C's writes) and
+the combined weights, in the order and from the streams that ``TransferTile``'s Python
+orchestration uses, so that both give the same bits (the tile takes it when no option draws
+from a numpy Generator it cannot replay); :func:`mixed_precision_update` likewise for mixed
+precision.
 """
 
 from __future__ import annotations
@@ -17,7 +24,8 @@ import math
 import numpy as np
 from numba import njit
 
-from .rng import next_uniform
+from .kernels import one_pass_read, small_pulsed_update
+from .rng import mix, next_uniform
 
 
 @njit(cache=True, inline="always")
@@ -151,3 +159,242 @@ def chi_to_pulses(chi: np.ndarray, rows: np.ndarray, granularity: float, counts:
             n = np.float32(math.trunc(row[j] / eps))
             counts[k, j] = n
             row[j] = row[j] - n * eps
+
+
+# kinds of transfer compound (TransferTile._kind)
+TIKI_TAKA, BUFFERED, CHOPPED, DYNAMIC = 0, 1, 2, 3
+# TransferTile's counters, kept in one int64 array that the kernel advances
+C_VECTORS, C_NEXT_READ, C_SWEEPS, C_FAST_CALLS, C_SLOW_CALLS, C_UNIFORM = range(6)
+# an array's pulse settings (transfer_update's ``fast_pulses`` / ``slow_pulses``)
+U_DW_MIN, U_DESIRED_BL, U_FIXED_BL, U_BL_MANAGEMENT, U_MANAGEMENT, U_GRAD_SCALE, U_DETERMINISTIC = range(7)
+# the compound's settings (``options``)
+(O_EVERY, O_N_READ, O_READS, O_COLUMNS, O_THRESHOLD, O_MAX_STEPS, O_MOMENTUM, O_FORGET, O_KEEP_BUFFER,
+ O_CHOP_PROB, O_CHOP_RANDOM, O_PERIOD, O_SAMPLE_MOMENTUM, O_CAP, O_CORRECT_ACCUMULATION, O_G_FAST, O_GAMMA_FAST,
+ O_GAMMA_SLOW, O_SKIP_COMBINE) = range(19)
+N_OPTIONS = 19
+# what the call reports (``stats``): A's pulses (op U), the transfers (op T), and flags
+# (an array's write fills four in a row: vectors, slots, max BL, pulses; see _fire)
+(S_U_VECTORS, S_U_SLOTS, S_U_MAX_BL, S_U_COINCIDENCES, S_T_VECTORS, S_T_SLOTS, S_T_MAX_BL, S_T_COINCIDENCES,
+ S_T_EVENTS, S_T_PASSES, S_T_WRITES, S_CHANGED) = range(12)
+N_STATS = 12
+
+
+@njit(cache=True)
+def _fire(state, block, model, shared, apparent, reference, write_noise, viewed, key, calls, pulses, xs, ds,
+          lr, stats, first):
+    """One pulsed update of an array (``AnalogTile.fire``): its call key from the array's call
+    counter; the counts go to ``stats`` from index ``first`` (vectors, slots, max BL, pulses)."""
+    slots, max_bl, fired = small_pulsed_update(
+        state, block, model, shared, xs, ds, lr, pulses[U_DW_MIN], int(pulses[U_DESIRED_BL]),
+        pulses[U_FIXED_BL] != 0, pulses[U_BL_MANAGEMENT] != 0, pulses[U_MANAGEMENT] != 0, pulses[U_GRAD_SCALE],
+        pulses[U_DETERMINISTIC] != 0, mix(key ^ np.uint64(calls)), apparent, reference, write_noise, viewed)
+    stats[first] += xs.shape[0]
+    stats[first + 1] += slots
+    stats[first + 2] = max(stats[first + 2], max_bl)
+    stats[first + 3] += fired
+
+
+@njit(cache=True)
+def transfer_update(xs, ds, fast_rate, transfer_rate, buffer_rate, write_rate, kind, options, counters,
+                    fast_state, fast_block, fast_model, fast_shared, fast_apparent, fast_reference, fast_noise,
+                    fast_viewed, fast_key, fast_pulses,
+                    slow_state, slow_block, slow_model, slow_shared, slow_apparent, slow_reference, slow_noise,
+                    slow_viewed, slow_key, slow_pulses,
+                    transfer_io, transfer_state, buffer, in_signs, out_signs, running_mean, past_mean, switched,
+                    uniforms, weights, stats) -> None:
+    """One update call of a transfer compound (``TransferTile.update`` without the options that
+    draw from numpy Generators): rows (xs, ds) pulse A at ``fast_rate`` (through the choppers'
+    signs), one ``pulsed_update`` per run of vectors between transfers; after every
+    ``every``-th vector a transfer reads the next columns (rows) of A through ``transfer_io``
+    (noise from ``transfer_state``), steps the buffers (``buffer_rate``: the buffer's rate;
+    Tiki-Taka writes -read at ``transfer_rate``) and fires C at ``write_rate``. c-TTv2's random
+    in-chopper flips take ``uniforms`` in order. Then W = gamma_A (signs) A + gamma_C C into
+    ``weights``. ``counters`` advance in place; ``stats`` receive the reports' counts. One
+    thread throughout
+    (``small_pulsed_update``, ``one_pass_read``): the tile takes this call only for crossbars
+    and vector counts that its Python orchestration would run on one thread too."""
+    f32 = np.float32
+    stats[:] = 0
+    rows, n_in = xs.shape
+    n_out = ds.shape[1]
+    every = int(options[O_EVERY])
+    n_read = int(options[O_N_READ])
+    columns = options[O_COLUMNS] != 0
+    n_len = n_out if columns else n_in  # length of one transfer read
+    chopped = kind == CHOPPED or kind == DYNAMIC
+    buffered = kind != TIKI_TAKA
+    x_signs, d_signs = (in_signs, out_signs) if columns else (out_signs, in_signs)
+    onehot = np.zeros(n_read, dtype=np.float32)
+    line = np.empty(n_len, dtype=np.float32)
+    steps = np.empty(n_len, dtype=np.float32)
+    reads = int(options[O_READS])
+    indices = np.empty(reads, dtype=np.int64)
+    values = np.empty((reads, n_len), dtype=np.float32)
+    period = int(options[O_PERIOD])
+    start = 0
+    while start < rows:
+        vectors = counters[C_VECTORS]
+        stop = rows if every <= 0 else min(rows, start + every - vectors % every)
+        xs_run = xs[start:stop]
+        ds_run = ds[start:stop]
+        if chopped:
+            xs_run = xs_run * x_signs
+            ds_run = ds_run * d_signs
+        _fire(fast_state, fast_block, fast_model, fast_shared, fast_apparent, fast_reference, fast_noise,
+              fast_viewed, fast_key, counters[C_FAST_CALLS], fast_pulses, xs_run, ds_run, fast_rate, stats,
+              S_U_VECTORS)
+        counters[C_FAST_CALLS] += 1
+        counters[C_VECTORS] = vectors + stop - start
+        start = stop
+        if every <= 0 or counters[C_VECTORS] % every != 0:
+            continue
+        first = counters[C_NEXT_READ]
+        counters[C_NEXT_READ] = (first + reads) % n_read
+        if transfer_rate == 0.0:
+            continue
+        stats[S_T_EVENTS] += 1
+        written = 0
+        for r in range(reads):
+            index = (first + r) % n_read
+            if index == 0 and r > 0 and written > 0:  # the wrap ends a block: its writes fire first
+                _write(slow_state, slow_block, slow_model, slow_shared, slow_apparent, slow_reference, slow_noise,
+                       slow_viewed, slow_key, counters, slow_pulses, indices[:written], values[:written],
+                       n_read, columns, write_rate, stats)
+                written = 0
+            onehot[index] = 1.0
+            stats[S_T_PASSES] += one_pass_read(fast_apparent, onehot, not columns, transfer_io, transfer_state,
+                                               line)  # 1: a one-hot input is finite
+            onehot[index] = 0.0
+            fires = 1
+            if kind == TIKI_TAKA:
+                for j in range(n_len):
+                    steps[j] = -line[j]
+            elif kind == BUFFERED:
+                fires = buffer_transfer(buffer[index], line, buffer_rate, out_signs, options[O_THRESHOLD],
+                                        int(options[O_MAX_STEPS]), options[O_MOMENTUM], options[O_FORGET] != 0,
+                                        True, steps)
+            elif kind == CHOPPED:
+                signs = out_signs * in_signs[index]
+                fires = buffer_transfer(buffer[index], line, buffer_rate, signs, 1.0, int(options[O_MAX_STEPS]),
+                                        options[O_MOMENTUM], options[O_FORGET] != 0, options[O_KEEP_BUFFER] != 0,
+                                        steps)
+                if options[O_CHOP_PROB] > 0:
+                    if options[O_CHOP_RANDOM] != 0:
+                        flip = uniforms[counters[C_UNIFORM]] < options[O_CHOP_PROB]
+                        counters[C_UNIFORM] += 1
+                    else:
+                        flip = (counters[C_SWEEPS] % period) + 1 == period
+                    if flip:
+                        in_signs[index] = -in_signs[index]
+                        if options[O_GAMMA_FAST] != 0.0:
+                            stats[S_CHANGED] = 1
+                if index == n_read - 1:
+                    counters[C_SWEEPS] += 1
+            else:  # DYNAMIC
+                sample = counters[C_SWEEPS] % period + 1
+                was_switched = switched[index]
+                switched[index] = False
+                scale = buffer_rate
+                if options[O_CORRECT_ACCUMULATION] != 0:
+                    scale /= min(float(sample), 1.0 / options[O_G_FAST])
+                signs = out_signs * in_signs[index]
+                fires = agad_transfer(buffer[index], running_mean[index], past_mean[index], line, scale, signs,
+                                      was_switched, options[O_SAMPLE_MOMENTUM], int(options[O_MAX_STEPS]),
+                                      options[O_MOMENTUM], options[O_FORGET] != 0, options[O_CAP], steps)
+                if counters[C_SWEEPS] <= period:
+                    fires = 0
+                if sample == period:
+                    in_signs[index] = -in_signs[index]
+                    if options[O_GAMMA_FAST] != 0.0:
+                        stats[S_CHANGED] = 1
+                    switched[index] = True
+                if index == n_read - 1:
+                    counters[C_SWEEPS] += 1
+            if fires:
+                indices[written] = index
+                values[written] = steps
+                written += 1
+        if buffered:
+            stats[S_T_WRITES] += reads * n_len
+        if written:
+            _write(slow_state, slow_block, slow_model, slow_shared, slow_apparent, slow_reference, slow_noise,
+                   slow_viewed, slow_key, counters, slow_pulses, indices[:written], values[:written], n_read,
+                   columns, write_rate, stats)
+    if options[O_SKIP_COMBINE] != 0:  # W is C itself, or the arrays' device steps come first
+        return
+    g_fast, g_slow = f32(options[O_GAMMA_FAST]), f32(options[O_GAMMA_SLOW])
+    signed = chopped and options[O_GAMMA_FAST] != 0.0
+    row_signs, col_signs = (out_signs, in_signs) if columns else (in_signs, out_signs)
+    for i in range(weights.shape[0]):
+        for j in range(weights.shape[1]):
+            a = fast_apparent[i, j]
+            if signed:
+                a = a * row_signs[i] * col_signs[j]
+            weights[i, j] = a * g_fast + slow_apparent[i, j] * g_slow
+
+
+@njit(cache=True)
+def _write(state, block, model, shared, apparent, reference, write_noise, viewed, key, counters, pulses, indices,
+           values, n_read, columns, rate, stats) -> None:
+    """C's write of one transfer block: one-hot vectors at ``indices`` against the rows of
+    ``values`` (columns mode: C[:, i] moves by -rate v; rows mode: C[i, :])."""
+    onehot = np.zeros((indices.shape[0], n_read), dtype=np.float32)
+    for k in range(indices.shape[0]):
+        onehot[k, indices[k]] = 1.0
+    rows = np.ascontiguousarray(values)
+    if columns:
+        _fire(state, block, model, shared, apparent, reference, write_noise, viewed, key, counters[C_SLOW_CALLS],
+              pulses, onehot, rows, rate, stats, S_T_VECTORS)
+    else:
+        _fire(state, block, model, shared, apparent, reference, write_noise, viewed, key, counters[C_SLOW_CALLS],
+              pulses, rows, onehot, rate, stats, S_T_VECTORS)
+    counters[C_SLOW_CALLS] += 1
+    stats[S_CHANGED] = 1
+
+
+# MixedPrecisionTile's counters (one int64 array that the kernel advances)
+M_VECTORS, M_NEXT_ROW, M_CALLS = range(3)
+
+
+@njit(cache=True)
+def mixed_precision_update(xs, ds, lr, every, count, n_x_bins, n_d_bins, stoc_x, stoc_d, round_state, chi,
+                           granularity, write_rate, counters, state, block, model, shared, apparent, reference,
+                           write_noise, viewed, key, pulses, stats) -> None:
+    """One update call of mixed precision (``MixedPrecisionTile.update`` without ``random_row``):
+    chi += lr d x^T vector by vector; after the vector whose 0-based count is a positive
+    multiple of ``every``, ``count`` rows of chi from the next one (wrapping) become whole
+    pulses of ``granularity`` fired at ``write_rate`` on the array. ``stats`` receive the
+    transfers' counts (vectors, slots, max BL, pulses, then the transfers and chi's row
+    elements read); 0 in the first: none ran."""
+    stats[:] = 0
+    rows = xs.shape[0]
+    n_out, n_in = chi.shape
+    indices = np.empty(count, dtype=np.int64)
+    counts = np.empty((count, n_in), dtype=np.float32)
+    onehot = np.zeros((count, n_out), dtype=np.float32)
+    start = 0
+    while start < rows:
+        vectors = counters[M_VECTORS]
+        due = -(-max(vectors, 1) // every) * every
+        stop = min(rows, start + due - vectors + 1)
+        chi_accumulate(chi, xs[start:stop], ds[start:stop], lr, n_x_bins, n_d_bins, stoc_x, stoc_d, round_state)
+        counters[M_VECTORS] = vectors + stop - start
+        start = stop
+        if counters[M_VECTORS] - 1 != due:
+            continue
+        first = counters[M_NEXT_ROW]
+        for k in range(count):
+            indices[k] = (first + k) % n_out
+        counters[M_NEXT_ROW] = (first + count) % n_out
+        chi_to_pulses(chi, indices, granularity, counts)
+        stats[4] += 1
+        stats[5] += count * n_in
+        if write_rate == 0.0:
+            continue
+        for k in range(count):
+            onehot[k, indices[k]] = 1.0
+        _fire(state, block, model, shared, apparent, reference, write_noise, viewed, key, counters[M_CALLS], pulses,
+              counts, onehot, write_rate, stats, 0)
+        counters[M_CALLS] += 1
+        for k in range(count):
+            onehot[k, indices[k]] = 0.0

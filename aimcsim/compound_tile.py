@@ -24,6 +24,7 @@ import math
 import numpy as np
 
 from . import compound_kernels as ck
+from . import kernels
 from .compounds import (BufferedTransferCompound, ChoppedTransferCompound, DynamicTransferCompound,
                         MixedPrecisionCompound, TransferCompound, parse_device)
 from .devices import IdealDevice
@@ -113,6 +114,7 @@ class TransferTile(ReadPath):
         self.last_transfer: OpReport | None = None
         self.transfer_changed_weights = False
         self.set_weights(np.zeros((self.out_size, self.in_size), np.float32))  # also starts the counters
+        self._kernel = self._kernel_arguments()
 
     # ---------------------------------------------------------------- weights
     def _reset_counters(self) -> None:
@@ -192,9 +194,15 @@ class TransferTile(ReadPath):
 
     def update(self, x: object, d: object, lr: float) -> None:
         """SGD rows (x, d) pulsed onto A, vector by vector, with a transfer after every
-        ``transfer_every``-th vector; then each array's once-per-update device step."""
+        ``transfer_every``-th vector; then each array's once-per-update device step. One
+        compiled call does it all where the options allow (:meth:`_kernel_arguments`); the
+        Python orchestration below is the reference it reproduces bit for bit."""
         xs, ds = update_rows(x, d, lr, self.in_size, self.out_size)
         lr = float(lr)
+        if self._kernel is not None and kernels.update_threads(max(len(xs), self._reads_per_transfer),
+                                                               self._size) == 1:
+            self._update_in_kernel(xs, ds, lr)
+            return
         rows = xs.shape[0]
         every = self._transfer_every(rows)
         per_vector = self._chopped and self.device.auto_scale  # the rate changes with every vector
@@ -222,6 +230,117 @@ class TransferTile(ReadPath):
         self._combine()
         self.last_report = chain_reports(UPDATE, fired) if fired else OpReport(UPDATE, 0)
         self.last_transfer = chain_reports(TRANSFER, transfers) if transfers else None
+
+    def _kernel_arguments(self) -> tuple | None:
+        """The fixed arguments of :func:`~aimcsim.compound_kernels.transfer_update`, or None
+        where the Python orchestration must run: an option draws from the tile's numpy Generator
+        in a way the kernel cannot replay (random selection, resets, random out-choppers,
+        AGAD's random in-choppers), c-TTv2's ``auto_scale`` changes A's rate per vector, an
+        array fires no pulse trains (ideal device, pulse_type none or expected), transfer
+        reads are perfect (a matrix product, not the IO chain), or the arrays are large enough
+        for their reads and updates to run on all threads (the kernel runs on one). An update
+        of so many vectors that it plans them on all threads takes the Python path too."""
+        cfg = self.device
+        self._size = self.out_size * self.in_size
+        if (cfg.random_selection or cfg.with_reset_prob > 0 or cfg.transfer_forward.perfect
+                or (self._chopped and (cfg.auto_scale or cfg.out_chop_prob > 0))
+                or (self._dynamic and cfg.in_chop_random)):
+            return None
+        if self._size >= kernels.PARALLEL_MIN_SIZE:  # the Python path shares these arrays' work among threads
+            return None
+        arrays = []
+        for tile in (self.fast, self.slow):
+            up = tile.update_params
+            if isinstance(tile.device, IdealDevice) or up.pulse_type in ("none", "expected"):
+                return None
+            pop = tile.population
+            dw_min = self._update_granularity if tile is self.fast and self._update_granularity else pop.dw_min
+            pulses = np.array([dw_min, up.desired_bl, up.fixed_bl, up.update_bl_management,
+                               up.update_management or up.update_bl_management, up.um_grad_scale,
+                               up.pulse_type == "deterministic_implicit"], np.float64)
+            arrays.append((tile._state, pop.block, pop.model, pop.shared, tile._weights, tile._reference,
+                           float(pop.write_noise), bool(pop.apparent), tile._update_key, pulses))
+        self._device_steps = any(t.population.decay is not None or t.population.diffusion is not None
+                                 for t in (self.fast, self.slow))
+        kind = (ck.DYNAMIC if self._dynamic else ck.CHOPPED if self._chopped else ck.BUFFERED if self._buffered
+                else ck.TIKI_TAKA)
+        options = np.zeros(ck.N_OPTIONS, np.float64)
+        options[ck.O_N_READ], options[ck.O_READS] = self._n_read, self._reads_per_transfer
+        options[ck.O_COLUMNS] = self._columns
+        options[ck.O_GAMMA_FAST], options[ck.O_GAMMA_SLOW] = self.gamma_fast, self.gamma_slow
+        options[ck.O_SKIP_COMBINE] = self._fully_hidden or self._device_steps
+        options[ck.O_G_FAST] = self._g_fast
+        if self._buffered or self._chopped:
+            options[ck.O_MAX_STEPS] = cfg.transfer_update.desired_bl
+            options[ck.O_MOMENTUM], options[ck.O_FORGET] = cfg.momentum, cfg.forget_buffer
+            self._write_rate = cfg.step * self._g_slow
+        if self._buffered:
+            options[ck.O_THRESHOLD] = cfg.thres_scale * self._g_slow
+        if self._chopped:
+            options[ck.O_KEEP_BUFFER] = not cfg.no_buffer
+            options[ck.O_CHOP_PROB], options[ck.O_CHOP_RANDOM] = cfg.in_chop_prob, cfg.in_chop_random
+            if cfg.in_chop_prob > 0:
+                options[ck.O_PERIOD] = max(int(math.ceil(1.0 / cfg.in_chop_prob)), 2)
+        if self._dynamic:
+            options[ck.O_SAMPLE_MOMENTUM] = min(cfg.tail_weightening / options[ck.O_PERIOD], 1.0)
+            options[ck.O_CAP] = cfg.transfer_update.desired_bl * cfg.buffer_cap
+            options[ck.O_CORRECT_ACCUMULATION] = cfg.experimental_correct_accumulation
+        unused_rows = np.zeros((1, 1), np.float32)
+        digital = (self.buffer if self.buffer is not None else unused_rows,
+                   self._in_signs, self._out_signs,
+                   self._running_mean if self._dynamic else unused_rows,
+                   self._past_mean if self._dynamic else unused_rows,
+                   self._switched if self._dynamic else np.zeros(1, bool))
+        self._counters = np.zeros(6, np.int64)
+        self._stats = np.zeros(ck.N_STATS, np.int64)
+        self._no_uniforms = np.zeros(0, np.float64)
+        return (kind, options, self._counters, *arrays[0], *arrays[1], self._tio, self._transfer_state, *digital)
+
+    def _update_in_kernel(self, xs: np.ndarray, ds: np.ndarray, lr: float) -> None:
+        """:meth:`update` as one :func:`~aimcsim.compound_kernels.transfer_update` call: the
+        rates and the counters go in, the counters and the reports' counts come out."""
+        rows = xs.shape[0]
+        every = self._transfer_every(rows)
+        rate = self._fast_lr(lr)
+        self._count_lr = rate
+        transfer_rate = self._transfer_rate(lr)
+        buffer_rate = self._lr_scale(transfer_rate) if self._chopped and transfer_rate != 0.0 else transfer_rate
+        write_rate = self._write_rate if (self._buffered or self._chopped) else transfer_rate
+        kernel = self._kernel
+        kernel[1][ck.O_EVERY] = every
+        counters = self._counters
+        counters[ck.C_VECTORS], counters[ck.C_NEXT_READ], counters[ck.C_SWEEPS] = (
+            self._vectors, self._next_read, self._sweeps)
+        counters[ck.C_FAST_CALLS], counters[ck.C_SLOW_CALLS] = self.fast._update_calls, self.slow._update_calls
+        counters[ck.C_UNIFORM] = 0
+        uniforms = self._no_uniforms
+        if self._chopped and not self._dynamic and self.device.in_chop_random and self.device.in_chop_prob > 0:
+            transfers = (self._vectors + rows) // every - self._vectors // every
+            if transfers and transfer_rate != 0.0:  # one draw per column read, as _chopped_step's
+                uniforms = self._rng.random(transfers * self._reads_per_transfer)
+        stats = self._stats
+        ck.transfer_update(xs, ds, rate, transfer_rate, buffer_rate, write_rate, *kernel, uniforms, self._weights,
+                           stats)
+        self._vectors, self._next_read, self._sweeps, self.fast._update_calls, self.slow._update_calls = (
+            counters[:5].tolist())
+        s = stats.tolist()
+        if self._device_steps:
+            self.fast.device_step()
+            self.slow.device_step()
+            self._combine()
+        self.transfer_changed_weights = bool(s[ck.S_CHANGED])
+        lines = self.out_size + self.in_size
+        self.last_report = OpReport(UPDATE, s[ck.S_U_VECTORS], pulse_slots=s[ck.S_U_SLOTS], max_bl=s[ck.S_U_MAX_BL],
+                                    coincidences=s[ck.S_U_COINCIDENCES], line_slots=s[ck.S_U_SLOTS] * lines)
+        if not s[ck.S_T_EVENTS]:
+            self.last_transfer = None
+            return
+        passes = s[ck.S_T_PASSES]
+        self.last_transfer = OpReport(
+            TRANSFER, s[ck.S_T_VECTORS], passes=passes, pulse_slots=s[ck.S_T_SLOTS], max_bl=s[ck.S_T_MAX_BL],
+            coincidences=s[ck.S_T_COINCIDENCES], dac=passes * self._n_read, adc=passes * self._n_out,
+            cells=passes * self.out_size * self.in_size, line_slots=s[ck.S_T_SLOTS] * lines,
+            digital=s[ck.S_T_WRITES])
 
     def _fire_fast(self, xs: np.ndarray, ds: np.ndarray, rate: float) -> None:
         """A's pulses for rows (xs, ds) at ``rate``, through the choppers' signs (c-TTv2)."""
@@ -413,6 +532,27 @@ class MixedPrecisionTile:
         self.last_transfer: OpReport | None = None
         self.transfer_changed_weights = False
         self._vectors = self._next_row = 0
+        self._rows_per_transfer = (self.out_size if cfg.n_rows_per_transfer < 0
+                                   else min(cfg.n_rows_per_transfer, self.out_size))
+        self._kernel = self._kernel_arguments()
+
+    def _kernel_arguments(self) -> tuple | None:
+        """The array's fixed arguments of :func:`~aimcsim.compound_kernels.mixed_precision_update`,
+        or None where the Python orchestration must run: random rows (a numpy Generator's
+        draws), an array that fires no pulse trains, or one large enough to share its work among
+        threads (the kernel runs on one)."""
+        cfg, array = self.device, self.array
+        up, pop = array.update_params, array.population
+        if ((cfg.random_row and self._rows_per_transfer < self.out_size) or isinstance(array.device, IdealDevice)
+                or up.pulse_type in ("none", "expected") or array._weights.size >= kernels.PARALLEL_MIN_SIZE):
+            return None
+        self._counters = np.zeros(3, np.int64)
+        self._stats = np.zeros(6, np.int64)
+        pulses = np.array([pop.dw_min, up.desired_bl, up.fixed_bl, up.update_bl_management,
+                           up.update_management or up.update_bl_management, up.um_grad_scale,
+                           up.pulse_type == "deterministic_implicit"], np.float64)
+        return (self._counters, array._state, pop.block, pop.model, pop.shared, array._weights, array._reference,
+                float(pop.write_noise), bool(pop.apparent), array._update_key, pulses)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         out = self.array.forward(x)
@@ -448,6 +588,9 @@ class MixedPrecisionTile:
         cfg = self.device
         rows = xs.shape[0]
         every = cfg.transfer_every * rows
+        if self._kernel is not None and kernels.update_threads(self._rows_per_transfer, self.array._weights.size) == 1:
+            self._update_in_kernel(xs, ds, float(lr), every)
+            return
         transfers = []
         self.transfer_changed_weights = False
         start = 0
@@ -465,9 +608,28 @@ class MixedPrecisionTile:
         self.last_report = OpReport(UPDATE, rows, digital=rows * self.out_size * self.in_size)
         self.last_transfer = chain_reports(TRANSFER, transfers) if transfers else None
 
+    def _update_in_kernel(self, xs: np.ndarray, ds: np.ndarray, lr: float, every: int) -> None:
+        """:meth:`update` as one :func:`~aimcsim.compound_kernels.mixed_precision_update` call."""
+        cfg = self.device
+        counters = self._counters
+        counters[ck.M_VECTORS], counters[ck.M_NEXT_ROW], counters[ck.M_CALLS] = (
+            self._vectors, self._next_row, self.array._update_calls)
+        ck.mixed_precision_update(xs, ds, lr, every, self._rows_per_transfer, cfg.n_x_bins, cfg.n_d_bins,
+                                  cfg.stoc_round_x, cfg.stoc_round_d, self._round_state, self.chi, self.granularity,
+                                  self.granularity * cfg.transfer_lr, *self._kernel, self._stats)
+        self._vectors, self._next_row, self.array._update_calls = counters.tolist()
+        self.array.device_step()
+        rows = xs.shape[0]
+        self.last_report = OpReport(UPDATE, rows, digital=rows * self.out_size * self.in_size)
+        vectors, slots, max_bl, fired, transfers, digital = self._stats.tolist()
+        self.transfer_changed_weights = transfers > 0 and cfg.transfer_lr != 0.0
+        self.last_transfer = None if not transfers else OpReport(
+            TRANSFER, vectors, pulse_slots=slots, max_bl=max_bl, coincidences=fired,
+            line_slots=slots * (self.out_size + self.in_size), digital=digital)
+
     def _transfer(self) -> OpReport:
         cfg = self.device
-        count = self.out_size if cfg.n_rows_per_transfer < 0 else min(cfg.n_rows_per_transfer, self.out_size)
+        count = self._rows_per_transfer
         first = self._next_row
         if cfg.random_row and count < self.out_size:
             first = min(max(int(math.floor(self._rng.random() * self.out_size)), 0), self.out_size - 1)

@@ -299,6 +299,41 @@ def analog_read(weights: np.ndarray, inputs: np.ndarray, transposed: bool, io: n
 
 
 @njit(cache=True)
+def one_pass_read(weights: np.ndarray, x: np.ndarray, transposed: bool, io: np.ndarray, rng_state: np.ndarray,
+                  out: np.ndarray) -> int:
+    """:func:`analog_read` of one vector through IO without noise or bound management (a
+    compound's transfer read: one pass, the same arithmetic and draws) on a crossbar below
+    ``PARALLEL_MIN_SIZE``, for other compiled functions (see :func:`small_pulsed_update`).
+    Returns 1, or ``NONFINITE`` if ``x`` holds NaN or inf."""
+    n_in = x.shape[0]
+    n_out = out.shape[0]
+    if _abs_max_bits(x) >= _INF_BITS:
+        return NONFINITE
+    f32 = np.float32
+    longest = max(n_out, n_in)
+    noise = np.zeros(longest + 1, dtype=np.float32)
+    scratch = np.empty(normals32_scratch(longest), dtype=np.uint64)
+    buffer = np.empty(n_in, dtype=np.float32)
+    inp_res, inp_noise, out_noise = f32(io[IO_INP_RES]), f32(io[IO_INP_NOISE]), f32(io[IO_OUT_NOISE])
+    inv_inp_res = f32(1.0 / io[IO_INP_RES]) if io[IO_INP_RES] > 0.0 else f32(0.0)
+    out_res = f32(io[IO_OUT_RES])
+    inv_out_res = f32(1.0 / io[IO_OUT_RES]) if io[IO_OUT_RES] > 0.0 else f32(0.0)
+    state = rng_state[0]
+    if inp_noise > 0.0:
+        state = fill_normals32(state, noise, n_in, scratch)
+    _dac(x, f32(1.0), inp_res, inv_inp_res, f32(io[IO_INP_BOUND]), inp_noise, noise, buffer)
+    y = np.dot(buffer, weights) if transposed else np.dot(weights, buffer)
+    if out_noise > 0.0:
+        state = fill_normals32(state, noise, n_out, scratch)
+    _adc(y, out_noise, noise, out_res, inv_out_res, f32(io[IO_OUT_BOUND]))
+    factor = f32(io[IO_OUT_SCALE] / 1.0)
+    for i in range(n_out):
+        out[i] = y[i] * factor
+    rng_state[0] = state
+    return 1
+
+
+@njit(cache=True)
 def all_finite(a: np.ndarray) -> bool:
     """True if no element of ``a`` is NaN or inf."""
     for v in a.ravel():
@@ -846,7 +881,8 @@ def pulsed_update(weights: np.ndarray, block: np.ndarray, model: int, shared: np
     Stochastic: x_j and d_i become Bernoulli pulse trains of BL slots with probabilities
     B|x_j| and A|d_i| (update management); cross-point (i, j) fires once per slot where both
     trains pulse. Trains of up to 64 slots are one word per element and columns with equal
-    trains fire as a group; longer ones take as many words as they need. Deterministic implicit: it fires round(BL * A|d_i| * B|x_j|) times.
+    trains fire as a group; longer ones take as many words as they need. Deterministic
+    implicit: it fires round(BL * A|d_i| * B|x_j|) times.
     Crossbars of at least ``PARALLEL_MIN_SIZE`` cross-points fire their rows on all threads.
     With ``threads`` > 1 (:func:`update_threads`: many vectors on a smaller crossbar, as a
     convolution's patches) the call plans ``PLAN_CHUNK`` vectors at a time on all threads and
@@ -878,10 +914,12 @@ def pulsed_update(weights: np.ndarray, block: np.ndarray, model: int, shared: np
             fired += _fire_vectors_threaded(weights, device, xs, ds, first, bls, scales, key, apparent, reference,
                                             write_noise, viewed, plans, groups[:n], threads)
         return slots, max_bl, fired
-    threaded = weights.size >= PARALLEL_MIN_SIZE
+    if weights.size < PARALLEL_MIN_SIZE:
+        return slots, max_bl, _fire_in_order(weights, device, xs, ds, bls, scales, max_bl, deterministic, key,
+                                             apparent, reference, write_noise, viewed)
     plan = _new_plan(n_out, n_in)
     work = _new_work(n_in, max_bl if deterministic else min(max_bl, MASK_SLOTS), shared[G_STD] > 0.0)
-    for b in range(n_vec):
+    for b in range(n_vec):  # as _fire_in_order, the rows of each vector on all threads
         bl = bls[b]
         if bl <= 0:
             continue
@@ -893,14 +931,63 @@ def pulsed_update(weights: np.ndarray, block: np.ndarray, model: int, shared: np
                                        reference, write_noise, viewed)
             continue
         groups = _plan_vector(x, d, bl, scales[b, 0], scales[b, 1], deterministic, sub_key, plan)
-        if threaded:
-            fired += _fire_rows_threaded(weights, device, d, bl, groups, deterministic, sub_key, plan)
-        else:
-            fired += _fire_rows(0, n_out, weights, device, d, bl, groups, deterministic, sub_key, plan, work)
+        fired += _fire_rows_threaded(weights, device, d, bl, groups, deterministic, sub_key, plan)
         if viewed:
             _refresh_touched(0, n_out, weights, apparent, reference, write_noise, groups, deterministic, sub_key,
                              plan, work)
     return slots, max_bl, fired
+
+
+@njit(cache=True)
+def _fire_in_order(weights, device, xs, ds, bls, scales, max_bl, deterministic, key, apparent, reference,
+                   write_noise, viewed) -> int:
+    """The vectors of :func:`pulsed_update`, one after the other on one thread (BL and
+    scales already managed); returns the device pulses fired."""
+    n_out, n_in = weights.shape
+    plan = _new_plan(n_out, n_in)
+    work = _new_work(n_in, max_bl if deterministic else min(max_bl, MASK_SLOTS), device[2][G_STD] > 0.0)
+    fired = 0
+    for b in range(xs.shape[0]):
+        bl = bls[b]
+        if bl <= 0:
+            continue
+        x = xs[b]
+        d = ds[b]
+        sub_key = stream(key, np.uint64(b))
+        if bl > MASK_SLOTS and not deterministic:  # trains longer than one word
+            fired += _fire_long_vector(weights, device, x, d, bl, scales[b, 0], scales[b, 1], sub_key, apparent,
+                                       reference, write_noise, viewed)
+            continue
+        groups = _plan_vector(x, d, bl, scales[b, 0], scales[b, 1], deterministic, sub_key, plan)
+        fired += _fire_rows(0, n_out, weights, device, d, bl, groups, deterministic, sub_key, plan, work)
+        if viewed:
+            _refresh_touched(0, n_out, weights, apparent, reference, write_noise, groups, deterministic, sub_key,
+                             plan, work)
+    return fired
+
+
+@njit(cache=True)
+def small_pulsed_update(weights: np.ndarray, block: np.ndarray, model: int, shared: np.ndarray,
+                        xs: np.ndarray, ds: np.ndarray, lr: float, dw_min: float, desired_bl: int,
+                        fixed_bl: bool, bl_management: bool, management: bool, grad_scale: float,
+                        deterministic: bool, key: np.uint64, apparent: np.ndarray, reference: np.ndarray,
+                        write_noise: float, viewed: bool):
+    """:func:`pulsed_update` of a crossbar below ``PARALLEL_MIN_SIZE`` with ``threads`` = 1
+    (the same result), for other compiled functions: it calls no ``parallel`` function, as a
+    cached function whose call graph holds one can crash when loaded from numba's cache
+    (numba issues 8578 and 10128)."""
+    bls, scales = _vector_management(xs, ds, lr, dw_min, desired_bl, fixed_bl, bl_management, management,
+                                     grad_scale)
+    slots = 0
+    max_bl = 0
+    for b in range(xs.shape[0]):
+        if bls[b] > 0:
+            slots += bls[b]
+            max_bl = max(max_bl, bls[b])
+    if max_bl == 0:
+        return slots, max_bl, 0
+    return slots, max_bl, _fire_in_order(weights, (block, model, shared), xs, ds, bls, scales, max_bl,
+                                         deterministic, key, apparent, reference, write_noise, viewed)
 
 
 @njit(parallel=True, cache=True)
