@@ -53,6 +53,8 @@ class DataConfig(_Section):
         return self
     test_fraction: float = Field(0.2, gt=0, lt=1, description="share of digits/synthetic held out for testing")
     max_train: int | None = Field(None, ge=1, description="use at most this many training samples")
+    max_test: int | None = Field(None, ge=1, description=(
+        "evaluate on at most this many test samples (the first): a subset that keeps in-run evaluations cheap"))
     n_samples: int = Field(2000, ge=10, description="synthetic: number of samples")
     n_features: int = Field(16, ge=1, description="synthetic: input width")
     n_classes: int = Field(4, ge=2, description="synthetic classification: number of classes")
@@ -225,6 +227,9 @@ class TrainConfig(_Section):
     lr: float = Field(0.05, gt=0)
     epochs: float = Field(5, gt=0, description="passes over the training data (fractions allowed)")
     eval_every: int = Field(500, ge=1, description="evaluate every this many samples")
+    eval_train_samples: int = Field(10_000, ge=1, description=(
+        "the train loss and gradient norm of an evaluation are measured on at most this many training "
+        "samples (the first): a full-gradient pass of a large network over many samples costs more than training"))
     target: TargetConfig | None = Field(default_factory=TargetConfig)
     stop_at_target: bool = Field(False, description="end the run at the first evaluation meeting the target")
     eval_reads: Literal["exact", "analog"] = Field(

@@ -233,6 +233,9 @@ def load_dataset(cfg, seed: int) -> Dataset:
     if cfg.max_train is not None and cfg.max_train < len(ds.x_train):
         ds = Dataset(ds.x_train[:cfg.max_train], ds.y_train[:cfg.max_train], ds.x_test, ds.y_test,
                      ds.n_outputs, ds.name, ds.image_shape)
+    if cfg.max_test is not None and cfg.max_test < len(ds.x_test):
+        ds = Dataset(ds.x_train, ds.y_train, ds.x_test[:cfg.max_test], ds.y_test[:cfg.max_test],
+                     ds.n_outputs, ds.name, ds.image_shape)
     return ds
 
 

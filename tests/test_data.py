@@ -82,6 +82,28 @@ def test_a_run_on_mnist_format_files(tmp_path):
     assert r.summary["status"] == "ok" and r.summary["samples"] == 30
 
 
+def test_max_train_and_max_test_take_the_first_samples(tmp_path):
+    files = make_idx_folder(tmp_path / "m", n_train=30, n_test=10, size=8)
+    ds = load_dataset(DataConfig(name="mnist", path=str(tmp_path / "m"), max_train=12, max_test=4), 0)
+    assert ds.x_train.shape == (12, 64) and ds.x_test.shape == (4, 64)
+    np.testing.assert_array_equal(ds.y_test, files["t10k-labels-idx1-ubyte"][:4])
+    r = aimcsim.simulate({"data": {"name": "mnist", "path": str(tmp_path / "m"), "max_test": 4},
+                          "model": {"hidden": [8]}, "pipeline": {"stages": 2}, "train": {"epochs": 1, "eval_every": 10}})
+    assert r.summary["final_test_accuracy"] in {k / 4 for k in range(5)}  # a share of 4 test samples
+    with pytest.raises(Exception, match=r"data\.max_test"):
+        aimcsim.load_config({"data": {"name": "digits", "max_test": 0}})
+
+
+def test_eval_train_samples_sets_what_the_train_loss_is_measured_on():
+    base = {"data": {"name": "digits", "max_train": 300}, "model": {"hidden": [8]}, "pipeline": {"stages": 1},
+            "train": {"epochs": 0.5, "eval_every": 50}}
+    full, few = (aimcsim.simulate({**base, "train": {**base["train"], "eval_train_samples": n}}) for n in (300, 20))
+    np.testing.assert_array_equal(full.metrics["test_accuracy"], few.metrics["test_accuracy"])  # training unchanged
+    assert not np.allclose(full.metrics["train_loss"], few.metrics["train_loss"])
+    with pytest.raises(Exception, match=r"train\.eval_train_samples"):
+        aimcsim.load_config({**base, "train": {"eval_train_samples": 0}})
+
+
 def test_cifar10_python_batches(tmp_path):
     make_cifar_folder(tmp_path)
     for path in (tmp_path, tmp_path / "cifar-10-batches-py"):

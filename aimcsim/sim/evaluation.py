@@ -20,9 +20,6 @@ from ..data import Dataset
 from ..network import Network
 from .control import RunControl
 
-EVAL_MAX_TRAIN = 10_000  # train loss is measured on at most this many training samples
-
-
 def target_met(metric: str, value: float, threshold: float) -> bool:
     """Accuracy targets are met from above, losses and gradient norms from below."""
     return value >= threshold if metric == "test_accuracy" else value <= threshold
@@ -39,7 +36,7 @@ class Evaluator:
         self.train = train
         self.clock_ghz = clock_ghz
         self.control = control
-        n_eval = min(EVAL_MAX_TRAIN, len(data.x_train))
+        n_eval = min(train.eval_train_samples, len(data.x_train))
         self._eval_train = (data.x_train[:n_eval], data.y_train[:n_eval])
         self.metrics: list[dict] = []
         self.samples = 0  # applied samples at the latest observation
