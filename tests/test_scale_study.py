@@ -37,19 +37,27 @@ def test_every_point_of_the_scale_study_is_a_valid_config(quick, tmp_path, monke
                 assert cfg.train.minibatch_reduction == "sum"
             if cfg.pipeline.stages > 1:
                 assert cfg.timing["link_bits_per_cycle"] == scale_study.LINK_BITS_PER_CYCLE
-    # per seed: 3 rates x 2 algorithms x 2 networks; each algorithm at K = 1 and 3 schedules at every K > 1;
+    # per seed: 4 rates x 2 algorithms x 2 networks; each algorithm at K = 1 and 3 schedules at every K > 1;
     # the weights cut at K = 2 and 4 (the monkeypatched rules differ) for gpipe and async; 2 skip cuts;
     # group and layer norm x (sequential, async)
     depth = sum(2 * (1 + 3 * len([k for k in scale_study.stages_of(n, quick) if k > 1])) for n in scale_study.NETWORKS)
     planner = 2 * len([k for k in scale_study.stages_of("resnet8", quick) if k > 1])
-    assert count == 12 + depth + planner + 2 + 4
+    assert count == 16 + depth + planner + 2 + 4
     assert depth == (28 if quick else 34)
 
 
-def test_each_algorithm_takes_the_scanned_rate_with_the_best_final_accuracy():
+def test_each_algorithm_takes_the_scanned_rate_with_the_best_late_accuracy(tmp_path):
+    late = [[0.5, 0.5, 0.5], [0.7, 0.6, 0.3], [0.6, 0.6, 0.6], [0.3, 0.3, 0.3], [0.2, 0.2, 0.2], [0.1, 0.1, 0.4]]
+    points = []
+    for i, accuracies in enumerate(late):
+        (tmp_path / str(i)).mkdir()
+        pd.DataFrame({"test_accuracy": [0.1, *accuracies]}).to_csv(tmp_path / str(i) / "metrics.csv", index=False)
+        points.append(str(tmp_path / str(i)))
     tune = pd.DataFrame({"network": ["lenet5"] * 3 + ["resnet8"] * 3, "algorithm": ["a"] * 6,
-                         "train.lr": [0.01, 0.02, 0.05] * 2, "final_test_accuracy": [0.5, 0.7, 0.6, 0.3, 0.2, 0.4]})
-    assert scale_study.tuned_rates(tune) == {("lenet5", "a"): 0.02, ("resnet8", "a"): 0.05}
+                         "train.lr": [0.01, 0.02, 0.05] * 2, "point": points})
+    # lenet5: 0.6 over the last three beats 0.7, 0.6, 0.3 (whose first is best); resnet8: the 0.4 at
+    # the end does not outweigh two evaluations at 0.1
+    assert scale_study.tuned_rates(tune) == {("lenet5", "a"): 0.05, ("resnet8", "a"): 0.01}
 
 
 def _run(tmp_path, name, accuracies, schedule="async", k=2):
