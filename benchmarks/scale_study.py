@@ -21,7 +21,8 @@ under every schedule, as in part 1); ``rf25`` op times with ISAAC's link bandwid
 it; stochastic pulse trains of BL 31; seeds 0-2. Analog SGD on aihwkit's IdealizedPresetDevice and Tiki-Taka on aihwkit's
 EcRamPresetDevice (one transfer of 64 columns per micro-batch's update under every schedule),
 each at the learning rate of its own scan (the ``tune`` sweeps, run first: seed 0, K = 1, the
-rate with the best mean test accuracy over the last three evaluations).
+rate with the best mean test accuracy over the last three evaluations; GPipe, which applies M
+micro-batches per flush, at the rate of a second scan at K = 2 over that rate times 1/8 to 1).
 
 Experiments (the names ``--only`` takes; ``tune`` always runs):
 
@@ -130,6 +131,30 @@ def tune_sweeps(quick: bool) -> list[Sweep]:
     return out
 
 
+# GPipe applies a flush of M micro-batches at once (with reduction sum, each at the full rate), so the
+# per-micro-batch rate of the first scan can be M times too large a step for it: GPipe gets a scan of
+# its own, the chosen per-micro-batch rate times these factors (1/M makes a flush one micro-batch's step)
+FLUSH_FACTORS = (1 / 8, 1 / 4, 1 / 2, 1)
+
+
+def flush_tune_sweeps(rates: dict, quick: bool) -> list[Sweep]:
+    """GPipe's rate per network and algorithm: seed 0, K = 2, the chosen rate times ``FLUSH_FACTORS``."""
+    out = []
+    for network in NETWORKS:
+        for algorithm in ALGORITHMS:
+            lr = rates[(network, algorithm)]
+            base = config(network, algorithm, lr, "gpipe", 2, quick)
+            out.append(Sweep(f"tune/{network}/{slug(algorithm)}/gpipe", base,
+                             {"train.lr": [lr * f for f in FLUSH_FACTORS]},
+                             {"network": network, "algorithm": algorithm, "schedule": "gpipe"}))
+    return out
+
+
+def rate_for(rates: dict, network: str, algorithm: str, schedule: str) -> float:
+    """The tuned rate of a schedule: GPipe's own scan, else the per-micro-batch one."""
+    return rates[(network, algorithm, "gpipe")] if schedule == "gpipe" else rates[(network, algorithm)]
+
+
 def slug(text: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in text.lower()).strip("_")
 
@@ -155,12 +180,13 @@ def depth_sweeps(rates: dict, quick: bool) -> list[Sweep]:
     out = []
     for network in NETWORKS:
         for algorithm in ALGORITHMS:
-            lr = rates[(network, algorithm)]
             labels = {"network": network, "algorithm": algorithm, "rule": "time"}
             out.append(Sweep(f"depth/{network}/{slug(algorithm)}/sequential",
-                             config(network, algorithm, lr, quick=quick), {}, {**labels, "schedule": "sequential"}))
+                             config(network, algorithm, rates[(network, algorithm)], quick=quick), {},
+                             {**labels, "schedule": "sequential"}))
             ks = [k for k in stages_of(network, quick) if k > 1]
             for schedule in SCHEDULES:
+                lr = rate_for(rates, network, algorithm, schedule)
                 out.append(Sweep(f"depth/{network}/{slug(algorithm)}/{schedule}",
                                  config(network, algorithm, lr, schedule, ks[0], quick), {"pipeline.stages": ks},
                                  {**labels, "schedule": schedule}))
@@ -179,11 +205,10 @@ def cut_of(network: str, stages: int, rule: str) -> list[int]:
 def planner_sweeps(rates: dict, quick: bool) -> list[Sweep]:
     """The weights cut at every K where it differs from the time cut (else its runs would repeat
     the depth experiment's)."""
-    lr = rates[("resnet8", SGD)]
     ks = [k for k in stages_of("resnet8", quick) if k > 1 and cut_of("resnet8", k, "weights") != cut_of("resnet8", k, "time")]
     out = []
     for schedule in ("gpipe", "async"):
-        base = config("resnet8", SGD, lr, schedule, ks[0], quick)
+        base = config("resnet8", SGD, rate_for(rates, "resnet8", SGD, schedule), schedule, ks[0], quick)
         base["pipeline"]["partition"] = "weights"
         out.append(Sweep(f"planner/{schedule}", base, {"pipeline.stages": ks},
                          {"network": "resnet8", "algorithm": SGD, "schedule": schedule, "rule": "weights"}))
@@ -324,17 +349,21 @@ def depth_report(r: pd.DataFrame, figures: Path) -> list[str]:
     return [*lines, f"![depth](figures/{figures.name + '/' if figures.name == 'quick' else ''}scale_depth.png)", ""]
 
 
-def tune_report(r: pd.DataFrame, figures: Path) -> list[str]:
-    lines = ["### Learning rates (seed 0, K = 1, `sequential`)", "",
-             "Each algorithm trains each network at every scanned rate; the study takes the rate with the best "
-             "mean test accuracy over the run's last three evaluations.", "",
-             "| network | algorithm | lr | final test accuracy | last three evaluations | chosen |",
-             "|---|---|---|---|---|---|"]
-    rates = tuned_rates(r)
-    for (network, algorithm), g in r.groupby(["network", "algorithm"], sort=False):
-        for lr, acc, point in zip(g["train.lr"], g["final_test_accuracy"], g["point"]):
-            chosen = "✓" if rates[(network, algorithm)] == lr else ""
-            lines.append(f"| {network} | {algorithm} | {lr:g} | {acc:.3f} | {late_accuracy(point):.3f} | {chosen} |")
+def tune_report(tune: pd.DataFrame, flush: pd.DataFrame, figures: Path) -> list[str]:
+    lines = ["### Learning rates (seed 0)", "",
+             "Each algorithm trains each network at every scanned rate, per micro-batch (`sequential`, K = 1; "
+             "`async` and `async_stash` take it too) and per GPipe flush (K = 2, the per-micro-batch rate times "
+             "1/8 to 1); the study takes the rate with the best mean test accuracy over the run's last three "
+             "evaluations.", "",
+             "| network | algorithm | updates | lr | final test accuracy | last three evaluations | chosen |",
+             "|---|---|---|---|---|---|---|"]
+    for updates, r in (("per micro-batch", tune), ("per GPipe flush", flush)):
+        rates = tuned_rates(r)
+        for (network, algorithm), g in r.groupby(["network", "algorithm"], sort=False):
+            for lr, acc, point in zip(g["train.lr"], g["final_test_accuracy"], g["point"]):
+                chosen = "✓" if rates[(network, algorithm)] == lr else ""
+                lines.append(f"| {network} | {algorithm} | {updates} | {lr:.4g} | {acc:.3f} | "
+                             f"{late_accuracy(point):.3f} | {chosen} |")
     return [*lines, ""]
 
 
@@ -469,14 +498,16 @@ def main() -> None:
     t0 = time.perf_counter()
     tune = run(tune_sweeps(args.quick), 1, out, args.workers, args.scheduler)
     rates = tuned_rates(tune)
+    flush = run(flush_tune_sweeps(rates, args.quick), 1, out, args.workers, args.scheduler)
+    rates.update({(n, a, "gpipe"): lr for (n, a), lr in tuned_rates(flush).items()})
     names = ["depth", *(n for n in args.only if n != "depth")]  # the planner and norm tables read depth's runs
     planned = {name: EXPERIMENTS[name](rates, args.quick) for name in names}
     results = run([sw for sweeps in planned.values() for sw in sweeps], seeds, out, args.workers, args.scheduler)
     parts = {name: results[results["sweep"].isin([sw.name for sw in sweeps])].reset_index(drop=True)
              for name, sweeps in planned.items()}
-    for name, part in {"tune": tune, **parts}.items():
+    for name, part in {"tune": tune, "tune_gpipe": flush, **parts}.items():
         part.to_csv(out / f"{name}.csv", index=False)
-    sections = tune_report(tune, figures) + depth_report(parts["depth"], figures)
+    sections = tune_report(tune, flush, figures) + depth_report(parts["depth"], figures)
     if "planner" in parts:
         sections += planner_report(parts["planner"], parts["depth"], figures)
     if "skips" in parts:
@@ -484,7 +515,7 @@ def main() -> None:
     if "norm" in parts:
         sections += norm_report(parts["norm"], parts["depth"], figures)
     wall = time.perf_counter() - t0
-    everything = pd.concat([tune, results], ignore_index=True)
+    everything = pd.concat([tune, flush, results], ignore_index=True)
     header = (f"{len(everything)} runs; their own run times sum to {everything['wall_seconds'].sum() / 60:.0f} "
               f"worker-minutes.")
     print(f"{header} This invocation took {wall / 60:.1f} min on {args.workers} workers "

@@ -22,7 +22,8 @@ def test_every_point_of_the_scale_study_is_a_valid_config(quick, tmp_path, monke
     cuts = {"weights": [4, 6], "time": [2, 8]}  # the planner's rules, without probing a network
     monkeypatch.setattr(scale_study, "cut_of", lambda network, k, rule: cuts[rule] + [k])
     rates = {(n, a): 0.05 for n in scale_study.NETWORKS for a in scale_study.ALGORITHMS}
-    sweeps = scale_study.tune_sweeps(quick) + [
+    rates.update({(n, a, "gpipe"): 0.01 for n, a in list(rates)})
+    sweeps = scale_study.tune_sweeps(quick) + scale_study.flush_tune_sweeps(rates, quick) + [
         sw for make in scale_study.EXPERIMENTS.values() for sw in make(rates, quick)]
     names = [sw.name for sw in sweeps]
     assert len(set(names)) == len(names)  # one directory per sweep
@@ -35,14 +36,15 @@ def test_every_point_of_the_scale_study_is_a_valid_config(quick, tmp_path, monke
             assert cfg.data.name == "fashion_mnist" and cfg.pipeline.microbatch_size == scale_study.MICROBATCH_SIZE
             if cfg.pipeline.schedule == "gpipe":
                 assert cfg.train.minibatch_reduction == "sum"
+                assert cfg.train.lr == 0.01 or sw.name.endswith("/gpipe") and sw.name.startswith("tune/")
             if cfg.pipeline.stages > 1:
                 assert cfg.timing["link_bits_per_cycle"] == scale_study.LINK_BITS_PER_CYCLE
-    # per seed: 4 rates x 2 algorithms x 2 networks; each algorithm at K = 1 and 3 schedules at every K > 1;
+    # per seed: 4 rates x 2 algorithms x 2 networks, per micro-batch and per GPipe flush; each algorithm at K = 1 and 3 schedules at every K > 1;
     # the weights cut at K = 2 and 4 (the monkeypatched rules differ) for gpipe and async; 2 skip cuts;
     # group and layer norm x (sequential, async)
     depth = sum(2 * (1 + 3 * len([k for k in scale_study.stages_of(n, quick) if k > 1])) for n in scale_study.NETWORKS)
     planner = 2 * len([k for k in scale_study.stages_of("resnet8", quick) if k > 1])
-    assert count == 16 + depth + planner + 2 + 4
+    assert count == 32 + depth + planner + 2 + 4
     assert depth == (28 if quick else 34)
 
 
