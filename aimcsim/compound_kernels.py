@@ -210,9 +210,9 @@ def transfer_update(xs, ds, fast_rate, transfer_rate, buffer_rate, write_rate, k
     Tiki-Taka writes -read at ``transfer_rate``) and fires C at ``write_rate``. c-TTv2's random
     in-chopper flips take ``uniforms`` in order. Then W = gamma_A (signs) A + gamma_C C into
     ``weights``. ``counters`` advance in place; ``stats`` receive the reports' counts. One
-    thread throughout
-    (``small_pulsed_update``, ``one_pass_read``): the tile takes this call only for crossbars
-    and vector counts that its Python orchestration would run on one thread too."""
+    thread throughout (``small_pulsed_update``, ``one_pass_read``): the tile takes this call
+    only for crossbars and vector counts that its Python orchestration would run on one thread
+    too."""
     f32 = np.float32
     stats[:] = 0
     rows, n_in = xs.shape

@@ -326,7 +326,7 @@ def one_pass_read(weights: np.ndarray, x: np.ndarray, transposed: bool, io: np.n
     if out_noise > 0.0:
         state = fill_normals32(state, noise, n_out, scratch)
     _adc(y, out_noise, noise, out_res, inv_out_res, f32(io[IO_OUT_BOUND]))
-    factor = f32(io[IO_OUT_SCALE] / 1.0)
+    factor = f32(io[IO_OUT_SCALE])  # analog_read's out_scale / scale, with scale 1 (no management)
     for i in range(n_out):
         out[i] = y[i] * factor
     rng_state[0] = state
@@ -816,6 +816,18 @@ def _vector_management(xs: np.ndarray, ds: np.ndarray, lr: float, dw_min: float,
 
 
 @njit(cache=True)
+def _train_totals(bls: np.ndarray) -> tuple[int, int]:
+    """(pulse slots summed over the vectors that fire, the longest train) of an update's BLs."""
+    slots = 0
+    longest = 0
+    for bl in bls:
+        if bl > 0:
+            slots += bl
+            longest = max(longest, bl)
+    return slots, longest
+
+
+@njit(cache=True)
 def _new_plans(n_vec: int, n_out: int, n_in: int):
     """The plans of ``n_vec`` vectors at once (row b of each array is vector b's)."""
     return (np.zeros((n_vec, n_in), dtype=np.uint64), np.zeros((n_vec, n_out), dtype=np.uint64),
@@ -896,12 +908,7 @@ def pulsed_update(weights: np.ndarray, block: np.ndarray, model: int, shared: np
     device = (block, model, shared)
     bls, scales = _vector_management(xs, ds, lr, dw_min, desired_bl, fixed_bl, bl_management, management,
                                      grad_scale)
-    slots = 0
-    max_bl = 0
-    for b in range(n_vec):
-        if bls[b] > 0:
-            slots += bls[b]
-            max_bl = max(max_bl, bls[b])
+    slots, max_bl = _train_totals(bls)
     if max_bl == 0:
         return slots, max_bl, 0
     fired = 0
@@ -919,7 +926,9 @@ def pulsed_update(weights: np.ndarray, block: np.ndarray, model: int, shared: np
                                              apparent, reference, write_noise, viewed)
     plan = _new_plan(n_out, n_in)
     work = _new_work(n_in, max_bl if deterministic else min(max_bl, MASK_SLOTS), shared[G_STD] > 0.0)
-    for b in range(n_vec):  # as _fire_in_order, the rows of each vector on all threads
+    # _fire_in_order's loop with each vector's rows on all threads (kept apart: _fire_in_order must
+    # reach no parallel function, see small_pulsed_update)
+    for b in range(n_vec):
         bl = bls[b]
         if bl <= 0:
             continue
@@ -978,12 +987,7 @@ def small_pulsed_update(weights: np.ndarray, block: np.ndarray, model: int, shar
     (numba issues 8578 and 10128)."""
     bls, scales = _vector_management(xs, ds, lr, dw_min, desired_bl, fixed_bl, bl_management, management,
                                      grad_scale)
-    slots = 0
-    max_bl = 0
-    for b in range(xs.shape[0]):
-        if bls[b] > 0:
-            slots += bls[b]
-            max_bl = max(max_bl, bls[b])
+    slots, max_bl = _train_totals(bls)
     if max_bl == 0:
         return slots, max_bl, 0
     return slots, max_bl, _fire_in_order(weights, (block, model, shared), xs, ds, bls, scales, max_bl,
