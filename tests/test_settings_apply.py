@@ -145,7 +145,7 @@ def test_a_key_left_at_its_default_is_never_an_error_and_config_yaml_lists_what_
     assert "microbatches" not in resolved["pipeline"] and "minibatch_reduction" not in resolved["train"]
     assert "n_features" in resolved["data"] and "path" not in resolved["data"]
     digits = aimcsim.load_config({"data": {"name": "digits"}}).resolved()["data"]
-    assert digits == {"name": "digits", "test_fraction": 0.2, "max_train": None}  # no synthetic keys
+    assert digits == {"name": "digits", "test_fraction": 0.2, "max_train": None, "max_test": None}  # no synthetic keys
     again = aimcsim.load_config(resolved)  # what config.yaml lists loads again, unchanged
     assert again.resolved() == resolved
 
