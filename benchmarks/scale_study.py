@@ -305,6 +305,18 @@ def per_sample(runs: pd.DataFrame) -> pd.Series:
 
 
 # ----------------------------------------------------------------------------------- reports
+def _label_log_axes(ax) -> None:
+    """Log axes whose range spans less than a decade: no unlabelled minor ticks on K, and
+    plain numbers on every y tick (matplotlib labels only powers of ten otherwise)."""
+    from matplotlib.ticker import NullLocator, ScalarFormatter  # noqa: PLC0415
+
+    ax.xaxis.set_minor_locator(NullLocator())
+    for formatter in (ax.yaxis.set_major_formatter, ax.yaxis.set_minor_formatter):
+        f = ScalarFormatter()
+        f.set_scientific(False)
+        formatter(f)
+
+
 def depth_report(r: pd.DataFrame, figures: Path) -> list[str]:
     import matplotlib.pyplot as plt  # noqa: PLC0415
 
@@ -335,12 +347,13 @@ def depth_report(r: pd.DataFrame, figures: Path) -> list[str]:
             panel += 1
             for schedule, s in a.groupby("schedule", sort=False):
                 ks = sorted(s["K"].unique())
-                means = [mean_ci(list(s[s["K"] == k]["cycles_to"]))[0] for k in ks]
+                means = [mean_ci(list(s[s["K"] == k]["cycles_to"]))[0] / 1e6 for k in ks]
                 ax.plot(ks, means, marker="o", label=schedule)
-            ax.set(xscale="log", xlabel="K (accelerators)", ylabel=f"cycles to accuracy {target:.2f}",
+            ax.set(xscale="log", xlabel="K (accelerators)",
+                   ylabel=f"million cycles to accuracy {target:.2f} (mean of seeds)",
                    title=f"{network}, {algorithm}", yscale="log")
             ax.set_xticks(sorted(a["K"].unique()), [str(k) for k in sorted(a["K"].unique())])
-            ax.minorticks_off()
+            _label_log_axes(ax)
             ax.legend(fontsize=8)
         lines.append("")
     fig.tight_layout()
@@ -401,7 +414,7 @@ def planner_report(r: pd.DataFrame, depth: pd.DataFrame, figures: Path) -> list[
     ax.set(xscale="log", yscale="log", xlabel="K (accelerators)", ylabel="speed-up over K = 1 (cycles per sample)",
            title="ResNet-8, rf25")
     ax.set_xticks(ks, [str(k) for k in ks])
-    ax.minorticks_off()
+    _label_log_axes(ax)
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(figures / "scale_planner.png", dpi=120)
