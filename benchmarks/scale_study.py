@@ -50,8 +50,7 @@ import numpy as np
 import pandas as pd
 
 import aimcsim
-from doc_tables import write_between
-from study import Sweep, fmt, mean_ci, run, transfer_per_sample
+from study import Sweep, fmt, mean_ci, publish, run, transfer_per_sample
 
 ROOT = Path(__file__).resolve().parents[1]
 BEGIN, END = "<!-- BEGIN SCALE (written by benchmarks/scale_study.py) -->", "<!-- END SCALE -->"
@@ -534,10 +533,8 @@ def main() -> None:
     everything = pd.concat([tune, flush, results], ignore_index=True)
     header = (f"{len(everything)} runs; their own run times sum to {everything['wall_seconds'].sum() / 60:.0f} "
               f"worker-minutes.")
-    print(f"{header} This invocation took {wall / 60:.1f} min on {args.workers} workers "
-          f"({len(everything) / (wall / 60):.1f} points per minute; finished points were not run again).")
-    doc = out / "results.md" if args.quick else ROOT / "docs" / "results.md"
-    print(f"wrote {write_between(doc, BEGIN, END, chr(10).join([header, '', *sections]))}")
+    publish(header, sections, len(everything), wall, args.workers,
+            out / "results.md" if args.quick else ROOT / "docs" / "results.md", BEGIN, END)
 
 
 if __name__ == "__main__":

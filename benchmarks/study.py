@@ -459,6 +459,15 @@ REPORTS = {"epsilon": epsilon_report, "depth": depth_report, "update_time": upda
            "staleness": staleness_report, "lenet": lenet_report}
 
 
+def publish(header: str, sections: list[str], runs: int, wall: float, workers: int, doc: Path,
+            begin: str, end: str) -> None:
+    """Say how long this invocation took, and write ``header`` and ``sections`` between the
+    ``begin`` / ``end`` markers of ``doc`` (a study's tables)."""
+    print(f"{header} This invocation took {wall / 60:.1f} min on {workers} workers "
+          f"({runs / (wall / 60):.1f} points per minute; finished points were not run again).")
+    print(f"wrote {write_between(doc, begin, end, chr(10).join([header, '', *sections]))}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="a smoke run: 2 seeds, short runs, coarse grids")
@@ -484,10 +493,8 @@ def main() -> None:
     compute = results["wall_seconds"].sum() / 60
     header = (f"{len(results)} runs, {scale.seeds} seeds each; their own run times sum to {compute:.0f} "
               f"worker-minutes.")
-    print(f"{header} This invocation took {wall / 60:.1f} min on {args.workers} workers "
-          f"({len(results) / (wall / 60):.1f} points per minute; finished points were not run again).")
-    doc = out / "results.md" if args.quick else ROOT / "docs" / "results.md"
-    print(f"wrote {write_between(doc, BEGIN, END, chr(10).join([header, '', *sections]))}")
+    publish(header, sections, len(results), wall, args.workers,
+            out / "results.md" if args.quick else ROOT / "docs" / "results.md", BEGIN, END)
 
 
 if __name__ == "__main__":
