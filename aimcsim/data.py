@@ -230,13 +230,9 @@ def load_dataset(cfg, seed: int) -> Dataset:
         ds = synthetic(cfg.n_samples, cfg.n_features, cfg.n_classes, cfg.task, cfg.noise, cfg.test_fraction, seed)
     else:
         ds = _file_dataset(cfg.name, cfg.path)
-    if cfg.max_train is not None and cfg.max_train < len(ds.x_train):
-        ds = Dataset(ds.x_train[:cfg.max_train], ds.y_train[:cfg.max_train], ds.x_test, ds.y_test,
-                     ds.n_outputs, ds.name, ds.image_shape)
-    if cfg.max_test is not None and cfg.max_test < len(ds.x_test):
-        ds = Dataset(ds.x_train, ds.y_train, ds.x_test[:cfg.max_test], ds.y_test[:cfg.max_test],
-                     ds.n_outputs, ds.name, ds.image_shape)
-    return ds
+    train, test = slice(cfg.max_train), slice(cfg.max_test)  # the first samples (None: all of them)
+    return Dataset(ds.x_train[train], ds.y_train[train], ds.x_test[test], ds.y_test[test],
+                   ds.n_outputs, ds.name, ds.image_shape)
 
 
 def train_size(cfg, seed: int) -> int:

@@ -20,6 +20,7 @@ from ..data import Dataset
 from ..network import Network
 from .control import RunControl
 
+
 def target_met(metric: str, value: float, threshold: float) -> bool:
     """Accuracy targets are met from above, losses and gradient norms from below."""
     return value >= threshold if metric == "test_accuracy" else value <= threshold
